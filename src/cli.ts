@@ -1,0 +1,182 @@
+#!/usr/bin/env bun
+import type { ArgsDef, CommandDef } from "citty";
+import { assertKnownFlags, splitArgv, wantsHelp } from "./core/argv.ts";
+import { CrabboxError, describeError, ExitCode, usageError } from "./core/errors.ts";
+import { closest } from "./core/suggest.ts";
+
+type LazyCommand = () => Promise<CommandDef<ArgsDef>>;
+
+// biome-ignore lint/suspicious/noExplicitAny: citty's CommandDef is invariant in its args type; the table holds every command.
+const load = (module: Promise<{ default: CommandDef<any> }>) =>
+  module.then((m) => m.default as CommandDef<ArgsDef>);
+
+/**
+ * Every command, loaded on first use so `crabbox --help` never parses the AWS SDK.
+ * Order is the order `crabbox --help` lists them in.
+ */
+export const commands: Record<string, LazyCommand> = {
+  run: () => load(import("./commands/run.ts")),
+  warmup: () => load(import("./commands/warmup.ts")),
+  status: () => load(import("./commands/status.ts")),
+  list: () => load(import("./commands/list.ts")),
+  stop: () => load(import("./commands/stop.ts")),
+  pause: () => load(import("./commands/pause.ts")),
+  resume: () => load(import("./commands/resume.ts")),
+  cleanup: () => load(import("./commands/cleanup.ts")),
+  doctor: () => load(import("./commands/doctor.ts")),
+  config: () => load(import("./commands/config.ts")),
+  emulator: () => load(import("./commands/emulator.ts")),
+  version: () => load(import("./commands/version.ts")),
+};
+
+const aliases: Record<string, string> = { release: "stop" };
+
+/** Commands whose trailing words are a remote command, never parsed by crabbox. */
+const passthroughCommands = new Set(["run"]);
+
+export interface CommandData {
+  /** The remote command words for passthrough commands (`run`), untouched. */
+  rest: string[];
+}
+
+async function rootUsage(): Promise<string> {
+  const { version } = await import("./core/version.ts");
+  const lines = [
+    `crabbox ${version} — run a local git checkout's commands inside an AWS Lambda MicroVM`,
+    "",
+    "USAGE  crabbox <command> [flags] [-- remote command]",
+    "",
+    "COMMANDS",
+  ];
+  const descriptions = await Promise.all(
+    Object.entries(commands).map(async ([name, loader]) => {
+      const command = await loader();
+      const meta = typeof command.meta === "function" ? await command.meta() : await command.meta;
+      return meta?.hidden ? undefined : `  ${name.padEnd(10)} ${meta?.description ?? ""}`;
+    }),
+  );
+  lines.push(...descriptions.filter((line): line is string => line !== undefined));
+  lines.push(
+    "",
+    "GLOBAL FLAGS",
+    "  --help, -h     show help for crabbox or a command",
+    "  --version      print the version",
+    "  --debug        show stack traces and debug lines (also CRABBOX_DEBUG=1)",
+    "",
+    "Use `crabbox <command> --help` for a command's flags and examples.",
+  );
+  return lines.join("\n");
+}
+
+async function resolveCommand(
+  path: string[],
+  command: CommandDef<ArgsDef>,
+  tokens: string[],
+): Promise<{ path: string[]; command: CommandDef<ArgsDef>; tokens: string[] }> {
+  const subCommands =
+    typeof command.subCommands === "function" ? await command.subCommands() : await command.subCommands;
+  if (!subCommands || Object.keys(subCommands).length === 0) return { path, command, tokens };
+  const [name, ...rest] = tokens;
+  if (name === undefined || name.startsWith("-")) return { path, command, tokens };
+  const entry = subCommands[name];
+  if (!entry) {
+    const guess = closest(name, Object.keys(subCommands));
+    throw usageError(
+      `unknown command 'crabbox ${[...path, name].join(" ")}'`,
+      guess ? `did you mean 'crabbox ${[...path, guess].join(" ")}'?` : `crabbox ${path.join(" ")} --help`,
+    );
+  }
+  const sub = (typeof entry === "function" ? await entry() : await entry) as CommandDef<ArgsDef>;
+  return resolveCommand([...path, name], sub, rest);
+}
+
+async function dispatch(argv: string[]): Promise<number> {
+  const [first, ...tail] = argv;
+  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
+    process.stdout.write(`${await rootUsage()}\n`);
+    return first === undefined ? ExitCode.usage : ExitCode.ok;
+  }
+  if (first === "--version" || first === "-v") {
+    const { version, commit } = await import("./core/version.ts");
+    process.stdout.write(`crabbox ${version} (${commit})\n`);
+    return ExitCode.ok;
+  }
+  if (first === "__runner") {
+    // Hidden mode: the emulator starts this same binary as the in-MicroVM runner.
+    const { main } = await import("../runner/main.ts");
+    return main(tail);
+  }
+  const name = aliases[first] ?? first;
+  const loader = commands[name];
+  if (!loader) {
+    const guess = closest(first, [...Object.keys(commands), ...Object.keys(aliases)]);
+    throw usageError(
+      first.startsWith("-") ? `unknown flag ${first}` : `unknown command '${first}'`,
+      guess
+        ? `did you mean 'crabbox ${guess}'? (crabbox --help lists commands)`
+        : "crabbox --help lists commands",
+    );
+  }
+  const resolved = await resolveCommand([name], await loader(), tail);
+  const args =
+    (typeof resolved.command.args === "function"
+      ? await resolved.command.args()
+      : await resolved.command.args) ?? {};
+  const { own, rest } = splitArgv(resolved.tokens, args, passthroughCommands.has(name));
+  if (wantsHelp(own)) {
+    const { renderUsage } = await import("citty");
+    const parent = resolved.path.length > 1 ? await loader() : undefined;
+    process.stdout.write(`${await renderUsage(resolved.command, parent)}\n`);
+    return ExitCode.ok;
+  }
+  assertKnownFlags(own, args, resolved.path.join(" "));
+  const { runCommand } = await import("citty");
+  const data: CommandData = { rest };
+  const { result } = await runCommand(resolved.command, { rawArgs: own, data });
+  return typeof result === "number" ? result : ExitCode.ok;
+}
+
+/** The one error funnel: every failure becomes `error:`/`hint:` lines and a documented exit code. */
+function report(error: unknown, debug: boolean): number {
+  if (error instanceof CrabboxError) {
+    process.stderr.write(`error: ${error.message}\n`);
+    if (error.hint) process.stderr.write(`hint: ${error.hint}\n`);
+    if (debug && error.stack) process.stderr.write(`${error.stack}\n`);
+    return error.exitCode;
+  }
+  // citty reports bad positional/enum/required arguments with its own CLIError: a usage error.
+  if (error instanceof Error && error.name === "CLIError") {
+    process.stderr.write(`error: ${error.message}\nhint: add --help for usage\n`);
+    return ExitCode.usage;
+  }
+  process.stderr.write(`error: ${describeError(error)}\n`);
+  if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  else process.stderr.write("hint: rerun with --debug for details\n");
+  return ExitCode.generic;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const debug = argv.includes("--debug") && argv.indexOf("--debug") < endOfOwnFlags(argv);
+  if (debug) process.env.CRABBOX_DEBUG = "1";
+  const cleaned = debug
+    ? argv.filter((token, index) => token !== "--debug" || index >= endOfOwnFlags(argv))
+    : argv;
+  try {
+    return await dispatch(cleaned);
+  } catch (error) {
+    return report(error, debug || process.env.CRABBOX_DEBUG === "1");
+  }
+}
+
+/** `--debug` is crabbox's only where it stands before `--`; after it, it belongs to the remote command. */
+function endOfOwnFlags(argv: string[]): number {
+  const separator = argv.indexOf("--");
+  return separator === -1 ? argv.length : separator;
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  // Exit once stdout has drained: a stray keep-alive socket must never hold a finished CLI open,
+  // and a piped consumer must still get every byte written before the exit.
+  process.stdout.write("", () => process.exit(code));
+}
