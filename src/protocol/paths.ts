@@ -1,0 +1,81 @@
+/**
+ * Path rules of protocol v1, shared by the CLI (which must never build a request the runner refuses)
+ * and the runner (which must refuse anything that could escape a workdir). Rules are strict on
+ * purpose: a path is accepted only in its one canonical spelling, so two spellings can never name the
+ * same file and slip past a check.
+ */
+
+/** Why a synced/requested relative path is unsafe, or undefined when it is fine. */
+export function relativePathProblem(path: string): string | undefined {
+  if (path.length === 0) return "empty path";
+  if (path.includes("\0")) return "path contains NUL";
+  if (path.startsWith("/")) return "absolute path";
+  if (new TextEncoder().encode(path).length > 4096) return "path longer than 4096 bytes";
+  for (const segment of path.split("/")) {
+    if (segment === "..") return "path contains '..'";
+    if (segment === "" || segment === ".") return "path is not in canonical form (empty or '.' segment)";
+    if (new TextEncoder().encode(segment).length > 255) return "path segment longer than 255 bytes";
+  }
+  return undefined;
+}
+
+export function isSafeRelativePath(path: string): boolean {
+  return relativePathProblem(path) === undefined;
+}
+
+/** `cwd` of an exec: the same rules as entries, plus `.` for the workdir itself. */
+export function cwdProblem(cwd: string): string | undefined {
+  return cwd === "." ? undefined : relativePathProblem(cwd);
+}
+
+/**
+ * Workdirs that would let a sync or `clean` wipe the system. A workdir must be below one of these or
+ * elsewhere entirely, never equal to one.
+ */
+const TOO_BROAD = new Set([
+  "/",
+  "/bin",
+  "/boot",
+  "/dev",
+  "/etc",
+  "/home",
+  "/lib",
+  "/lib64",
+  "/media",
+  "/mnt",
+  "/opt",
+  "/proc",
+  "/root",
+  "/run",
+  "/sbin",
+  "/srv",
+  "/sys",
+  "/tmp",
+  "/usr",
+  "/var",
+  "/var/lib",
+  "/var/tmp",
+]);
+
+/** Kernel filesystems: never a workdir, not even below them. */
+const FORBIDDEN_TREES = ["/proc", "/sys", "/dev"];
+
+/** Why a workdir is unacceptable, or undefined when it is a clean absolute path that is not too broad. */
+export function workdirProblem(workdir: string): string | undefined {
+  if (workdir.length === 0) return "workdir is required";
+  if (workdir.includes("\0")) return "workdir contains NUL";
+  if (!workdir.startsWith("/")) return "workdir must be a clean absolute path";
+  if (workdir !== "/" && relativePathProblem(workdir.slice(1)) !== undefined) {
+    return "workdir must be a clean absolute path";
+  }
+  if (TOO_BROAD.has(workdir)) return `workdir ${workdir} is too broad`;
+  if (FORBIDDEN_TREES.some((tree) => workdir.startsWith(`${tree}/`))) {
+    return `workdir ${workdir} is inside a kernel filesystem`;
+  }
+  return undefined;
+}
+
+/** True when `path` is `dir` or below it (both clean absolute paths). */
+export function isWithin(dir: string, path: string): boolean {
+  return path === dir || path.startsWith(dir.endsWith("/") ? dir : `${dir}/`);
+}
