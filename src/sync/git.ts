@@ -1,0 +1,118 @@
+import { spawn } from "node:child_process";
+import { CrabboxError, ExitCode } from "../core/errors.ts";
+
+/**
+ * git as crabbox runs it: a minimal environment (so a user's GIT_* tweaks or pager settings cannot
+ * change what gets synced), raw bytes out, and failures as exit-6 sync errors with git's own words.
+ */
+
+const GIT_ENV_NAMES = new Set([
+  "PATH",
+  "HOME",
+  "USER",
+  "LOGNAME",
+  "SHELL",
+  "TMPDIR",
+  "TMP",
+  "TEMP",
+  "LANG",
+  "TZ",
+  "XDG_CONFIG_HOME",
+  "GIT_DIR",
+  "GIT_WORK_TREE",
+  "GIT_CEILING_DIRECTORIES",
+  "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+  "SYSTEMROOT",
+  "COMSPEC",
+  "PATHEXT",
+  "USERPROFILE",
+  "APPDATA",
+  "LOCALAPPDATA",
+]);
+
+export function gitEnv(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined) continue;
+    if (GIT_ENV_NAMES.has(name) || name.startsWith("LC_")) out[name] = value;
+  }
+  // Never block on a credential or pager prompt: crabbox only reads the index.
+  out.GIT_TERMINAL_PROMPT = "0";
+  out.GIT_PAGER = "cat";
+  return out;
+}
+
+export interface GitResult {
+  code: number;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Runs git and collects its output; rejects only when git cannot be started at all. */
+export function runGit(
+  args: readonly string[],
+  cwd: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<GitResult> {
+  return new Promise((resolve, reject) => {
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn("git", [...args], { cwd, env: gitEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+    } catch (error) {
+      reject(gitMissing(error));
+      return;
+    }
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout?.on("data", (chunk: Buffer) => out.push(chunk));
+    child.stderr?.on("data", (chunk: Buffer) => err.push(chunk));
+    child.once("error", (error) => reject(gitMissing(error)));
+    child.once("close", (code) => {
+      resolve({
+        code: code ?? 1,
+        stdout: Buffer.concat(out),
+        stderr: Buffer.concat(err).toString("utf8").trim(),
+      });
+    });
+  });
+}
+
+function gitMissing(error: unknown): CrabboxError {
+  const code = (error as { code?: string } | null)?.code;
+  if (code === "ENOENT") {
+    return new CrabboxError("git not found: crabbox reads the file list from git", {
+      exitCode: ExitCode.sync,
+      hint: "install git, or run with --no-sync",
+      cause: error,
+    });
+  }
+  return new CrabboxError(`could not run git: ${(error as Error).message ?? String(error)}`, {
+    exitCode: ExitCode.sync,
+    cause: error,
+  });
+}
+
+/** The top of the work tree containing `cwd`; exit 6 with a hint when there is none. */
+export async function findRepoRoot(
+  cwd: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<string> {
+  const result = await runGit(["rev-parse", "--show-toplevel"], cwd, env);
+  const root = result.stdout.toString("utf8").replace(/\n$/, "");
+  if (result.code === 0 && root !== "") return root;
+  if (/not a git repository/i.test(result.stderr)) {
+    throw new CrabboxError(`not a git repository: ${cwd}`, {
+      exitCode: ExitCode.sync,
+      hint: "crabbox syncs a git checkout: run it inside one (git init && git add -A), or pass --no-sync",
+    });
+  }
+  throw new CrabboxError(
+    `git could not find the repository root: ${result.stderr || `exit ${result.code}`}`,
+    {
+      exitCode: ExitCode.sync,
+      hint: result.stderr.includes("safe.directory")
+        ? "mark the checkout as safe: git config --global --add safe.directory <path>"
+        : "run `git status` in this directory to see what git objects to",
+    },
+  );
+}

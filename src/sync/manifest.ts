@@ -1,0 +1,295 @@
+import { lstatSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { CrabboxError, ExitCode } from "../core/errors.ts";
+import { relativePathProblem } from "../protocol/paths.ts";
+import { CRABBOXIGNORE, compileExcludes, type ExcludeReason, parseCrabboxIgnore } from "./excludes.ts";
+import { findRepoRoot, runGit } from "./git.ts";
+import { comparePathBytes } from "./paths.ts";
+
+/**
+ * The local side of a sync: which files of the checkout travel, read from git's index plus the
+ * untracked-but-not-ignored files, filtered by crabbox's excludes, and stat'ed (lstat: a symlink
+ * stays a symlink). Content hashing is a separate step (hash.ts) so a stat-keyed cache can skip it.
+ */
+
+export interface LocalFile {
+  /** Relative to the repository root, `/`-separated. */
+  path: string;
+  type: "file" | "symlink";
+  /** `st_mode & 0o777` for files; 0o777 for symlinks. */
+  mode: number;
+  /** lstat size (for a symlink, the length of its target). */
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  dev: number;
+  /** In git's index (as opposed to untracked-but-not-ignored). */
+  tracked: boolean;
+}
+
+export interface ExclusionSummary {
+  /** Paths left out, per reason. */
+  counts: Partial<Record<ExcludeReason, number>>;
+  /** Up to `EXAMPLE_LIMIT` paths per reason, for `sync-plan`. */
+  examples: Partial<Record<ExcludeReason, string[]>>;
+}
+
+export interface LocalManifest {
+  /** Absolute repository root (git's `--show-toplevel`). */
+  root: string;
+  /** Sorted by path bytes. */
+  files: LocalFile[];
+  /** Sum of `size` over `files`. */
+  bytes: number;
+  excluded: ExclusionSummary;
+  /** Submodule paths (gitlinks), never synced. */
+  submodules: string[];
+  /** Tracked files kept despite an ambiguous built-in exclude (`dist`, `target`, …). */
+  protectedTracked: { path: string; pattern: string }[];
+  /** Human warning lines (without a `warning:` prefix) the caller prints on stderr. */
+  warnings: string[];
+}
+
+export interface ManifestOptions {
+  /** Any directory inside the checkout. */
+  cwd: string;
+  /** `sync.exclude` from the resolved config. */
+  excludes?: readonly string[];
+  /** `sync.include` from the resolved config. */
+  includes?: readonly string[];
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+export const EXAMPLE_LIMIT = 5;
+const GITLINK_MODE = "160000";
+const REGULAR_MODES = new Set(["100644", "100755"]);
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+interface IndexInfo {
+  /** git mode per stage, e.g. {0: "100644"}. */
+  modes: Map<number, string>;
+  skipWorktree: boolean;
+}
+
+interface GitListing {
+  /** Every listed path, tracked first then untracked, undecoded paths as `null`. */
+  paths: { path: string | null; raw: string }[];
+  index: Map<string, IndexInfo>;
+}
+
+/**
+ * One git call gives both lists: `--stage -t` makes tracked records `<tag> <mode> <object>
+ * <stage>\t<path>` and untracked ones `? <path>`, all NUL-terminated, so nothing is ambiguous.
+ */
+async function listGitPaths(
+  root: string,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<GitListing> {
+  const result = await runGit(
+    ["ls-files", "--cached", "--others", "--exclude-standard", "--stage", "-t", "-z"],
+    root,
+    env,
+  );
+  if (result.code !== 0) {
+    throw new CrabboxError(`git ls-files failed: ${result.stderr || `exit ${result.code}`}`, {
+      exitCode: ExitCode.sync,
+    });
+  }
+  const paths: GitListing["paths"] = [];
+  const index = new Map<string, IndexInfo>();
+  const out = result.stdout;
+  let start = 0;
+  while (start < out.length) {
+    let end = out.indexOf(0, start);
+    if (end === -1) end = out.length;
+    const record = out.subarray(start, end);
+    start = end + 1;
+    if (record.length === 0) continue;
+    if (record[0] === 0x3f /* ? */ && record[1] === 0x20) {
+      paths.push(decodePath(record.subarray(2)));
+      continue;
+    }
+    const tab = record.indexOf(0x09);
+    if (tab === -1) continue;
+    const [tag, mode, , stage] = record.subarray(0, tab).toString("latin1").split(" ");
+    const decoded = decodePath(record.subarray(tab + 1));
+    paths.push(decoded);
+    if (decoded.path === null || mode === undefined) continue;
+    let info = index.get(decoded.path);
+    if (!info) {
+      info = { modes: new Map(), skipWorktree: false };
+      index.set(decoded.path, info);
+    }
+    info.modes.set(Number(stage ?? 0), mode);
+    if (tag === "S") info.skipWorktree = true;
+  }
+  return { paths, index };
+}
+
+function decodePath(bytes: Uint8Array): { path: string | null; raw: string } {
+  try {
+    const path = utf8.decode(bytes);
+    return { path, raw: path };
+  } catch {
+    // Names that are not UTF-8 cannot be represented in the JSON protocol; they are reported, not synced.
+    return { path: null, raw: Buffer.from(bytes).toString("latin1") };
+  }
+}
+
+/** Empty, absolute, `.`/`..`/empty segments, over-long: what the runner would refuse (protocol paths). */
+function isUnsafeRelativePath(path: string): boolean {
+  return relativePathProblem(path) !== undefined;
+}
+
+function readCrabboxIgnore(root: string): string[] {
+  try {
+    return parseCrabboxIgnore(readFileSync(join(root, CRABBOXIGNORE), "utf8"));
+  } catch (error) {
+    if ((error as { code?: string }).code === "ENOENT") return [];
+    throw new CrabboxError(`cannot read ${CRABBOXIGNORE}: ${(error as Error).message}`, {
+      exitCode: ExitCode.sync,
+    });
+  }
+}
+
+function checkIndexEntry(path: string, info: IndexInfo): void {
+  let gitlinkStage: number | undefined;
+  let file: [number, string] | undefined;
+  for (const [stage, mode] of info.modes) {
+    if (mode === GITLINK_MODE) gitlinkStage ??= stage;
+    else file ??= [stage, mode];
+  }
+  if (gitlinkStage !== undefined && file !== undefined) {
+    throw new CrabboxError(
+      `tracked path "${path}" has mixed file mode ${file[1]} at stage ${file[0]} and gitlink mode ${GITLINK_MODE} at stage ${gitlinkStage} in sync manifest scope`,
+      { exitCode: ExitCode.sync, hint: "resolve the merge conflict on that path, then run again" },
+    );
+  }
+}
+
+/**
+ * Reads the sync candidate: `git ls-files --cached --others --exclude-standard` at the repository
+ * root, minus submodules, unsafe names, excluded or not-included paths, files deleted from the work
+ * tree, directories and special files. Fails (exit 6) outside a git checkout, on a path whose index
+ * stages mix a file and a submodule, and on a tracked file hidden by sparse checkout/skip-worktree
+ * that is missing on disk (syncing would silently delete it remotely).
+ */
+export async function readLocalManifest(options: ManifestOptions): Promise<LocalManifest> {
+  const env = options.env ?? process.env;
+  const root = await findRepoRoot(options.cwd, env);
+  const listing = await listGitPaths(root, env);
+  const matcher = compileExcludes({
+    configExcludes: options.excludes ?? [],
+    crabboxIgnore: readCrabboxIgnore(root),
+    includes: options.includes ?? [],
+  });
+
+  const excluded: ExclusionSummary = { counts: {}, examples: {} };
+  const exclude = (reason: ExcludeReason, path: string) => {
+    excluded.counts[reason] = (excluded.counts[reason] ?? 0) + 1;
+    const examples = excluded.examples[reason] ?? [];
+    if (examples.length < EXAMPLE_LIMIT) examples.push(path);
+    excluded.examples[reason] = examples;
+  };
+  const files: LocalFile[] = [];
+  const submodules: string[] = [];
+  const protectedTracked: LocalManifest["protectedTracked"] = [];
+  const seen = new Set<string>();
+
+  for (const { path, raw } of listing.paths) {
+    if (path === null) {
+      exclude("unsafe", raw);
+      continue;
+    }
+    if (seen.has(path)) continue;
+    seen.add(path);
+    const info = listing.index.get(path);
+    if (info) {
+      checkIndexEntry(path, info);
+      if ([...info.modes.values()].includes(GITLINK_MODE)) {
+        submodules.push(path);
+        exclude("submodule", path);
+        continue;
+      }
+    }
+    if (path.endsWith("/") && !isUnsafeRelativePath(path.slice(0, -1))) {
+      // git lists an untracked nested repository as `dir/` and never looks inside it.
+      exclude("nested-repo", path.slice(0, -1));
+      continue;
+    }
+    if (isUnsafeRelativePath(path)) {
+      exclude("unsafe", path);
+      continue;
+    }
+    const trackedRegular =
+      info !== undefined && [...info.modes.values()].every((mode) => REGULAR_MODES.has(mode));
+    const decision = matcher.decide(path, trackedRegular);
+    if (decision.excluded) {
+      exclude(decision.reason, path);
+      continue;
+    }
+    let stat: ReturnType<typeof lstatSync>;
+    try {
+      stat = lstatSync(join(root, path));
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code !== "ENOENT" && code !== "ENOTDIR") {
+        throw new CrabboxError(`stat sync path ${path}: ${(error as Error).message}`, {
+          exitCode: ExitCode.sync,
+        });
+      }
+      if (info?.skipWorktree) {
+        throw new CrabboxError(
+          `tracked path "${path}" is hidden by sparse checkout or skip-worktree state but remains in sync manifest scope`,
+          {
+            exitCode: ExitCode.sync,
+            hint: "exclude it with .crabboxignore or sync.exclude, or check it out (git sparse-checkout disable)",
+          },
+        );
+      }
+      exclude("missing", path);
+      continue;
+    }
+    if (stat === undefined) continue;
+    if (stat.isDirectory()) {
+      exclude("directory", path);
+      continue;
+    }
+    const symlink = stat.isSymbolicLink();
+    if (!symlink && !stat.isFile()) {
+      exclude("special", path);
+      continue;
+    }
+    if (decision.protectedFrom !== undefined)
+      protectedTracked.push({ path, pattern: decision.protectedFrom });
+    files.push({
+      path,
+      type: symlink ? "symlink" : "file",
+      mode: symlink ? 0o777 : stat.mode & 0o777,
+      size: stat.size,
+      mtimeMs: stat.mtimeMs,
+      ctimeMs: stat.ctimeMs,
+      ino: stat.ino,
+      dev: stat.dev,
+      tracked: info !== undefined,
+    });
+  }
+
+  files.sort((a, b) => comparePathBytes(a.path, b.path));
+  submodules.sort(comparePathBytes);
+  protectedTracked.sort((a, b) => comparePathBytes(a.path, b.path));
+  const warnings: string[] = [];
+  if (submodules.length > 0) {
+    warnings.push(`skipping git submodules (not synced): ${submodules.join(", ")}`);
+  }
+  if (protectedTracked.length > 0) {
+    const shown = protectedTracked.slice(0, EXAMPLE_LIMIT).map((p) => `${p.path} (${p.pattern})`);
+    const more = protectedTracked.length - shown.length;
+    warnings.push(
+      `protected ${protectedTracked.length} tracked files from built-in artifact excludes: ${shown.join(", ")}${more > 0 ? ` (+${more} more)` : ""}`,
+    );
+  }
+  const bytes = files.reduce((sum, file) => sum + file.size, 0);
+  return { root, files, bytes, excluded, submodules, protectedTracked, warnings };
+}

@@ -1,0 +1,99 @@
+import { humanBytes } from "../core/duration.ts";
+import { fingerprint } from "../protocol/fingerprint.ts";
+import { EMPTY_FINGERPRINT, type ManifestEntry } from "../protocol/types.ts";
+import { type DirSize, topDirs } from "./guard.ts";
+import { comparePathBytes } from "./paths.ts";
+
+/**
+ * The delta between what is local and what the runner has: entries to write, paths to delete, and
+ * the fingerprint the workdir must have afterwards. The runner applies deletes before writes and
+ * removes directories the deletes emptied, so file↔directory swaps need nothing special here: the
+ * old shape's paths are deletes and the new shape's paths are writes.
+ */
+
+export interface SyncPlan {
+  /** The runner's fingerprint this plan was computed against (`empty` for a fresh workdir). */
+  base: string;
+  /** fingerprint(local): what the runner must report after applying the plan. */
+  expect: string;
+  /** Local entries that are new or differ (content, mode, type or link target), by path bytes. */
+  writes: ManifestEntry[];
+  /** Remote paths with no local entry, by path bytes. */
+  deletes: string[];
+  /** Local entries the runner already has byte-for-byte. */
+  unchanged: number;
+  /** Content bytes to send (file sizes plus symlink target lengths). */
+  bytes: number;
+}
+
+export function sameEntry(a: ManifestEntry, b: ManifestEntry): boolean {
+  if (a.type === "file" && b.type === "file") {
+    return (a.mode & 0o777) === (b.mode & 0o777) && a.size === b.size && a.sha256 === b.sha256;
+  }
+  if (a.type === "symlink" && b.type === "symlink") return a.target === b.target;
+  return false;
+}
+
+/**
+ * Pure diff of a local manifest against a remote one. `remote` is the runner's manifest (or the one
+ * this CLI remembers having synced); `base` is its fingerprint, sent as X-Crabbox-Sync-Base.
+ */
+export function planSync(
+  local: readonly ManifestEntry[],
+  remote: readonly ManifestEntry[],
+  base: string = remote.length === 0 ? EMPTY_FINGERPRINT : fingerprint(remote),
+): SyncPlan {
+  const remoteByPath = new Map<string, ManifestEntry>();
+  for (const entry of remote) remoteByPath.set(entry.path, entry);
+  const writes: ManifestEntry[] = [];
+  const localPaths = new Set<string>();
+  let unchanged = 0;
+  let bytes = 0;
+  for (const entry of local) {
+    localPaths.add(entry.path);
+    const before = remoteByPath.get(entry.path);
+    if (before !== undefined && sameEntry(before, entry)) {
+      unchanged++;
+      continue;
+    }
+    writes.push(entry);
+    bytes += entry.size;
+  }
+  const deletes: string[] = [];
+  for (const path of remoteByPath.keys()) if (!localPaths.has(path)) deletes.push(path);
+  writes.sort((a, b) => comparePathBytes(a.path, b.path));
+  deletes.sort(comparePathBytes);
+  return { base, expect: fingerprint(local), writes, deletes, unchanged, bytes };
+}
+
+/** True when applying the plan would change nothing (the one-request warm rerun). */
+export function isNoopPlan(plan: SyncPlan): boolean {
+  return plan.writes.length === 0 && plan.deletes.length === 0 && plan.base === plan.expect;
+}
+
+export interface PlanDescription {
+  writes: number;
+  deletes: number;
+  unchanged: number;
+  bytes: number;
+  base: string;
+  expect: string;
+  /** Where the bytes to send are, by first path segment. */
+  topDirs: DirSize[];
+  /** One human line, e.g. `sync plan: 3 to write (1.2 KiB), 1 to delete, 9997 unchanged`. */
+  line: string;
+}
+
+/** What a plan would do, for humans (`line`) and `--json` (the rest); the caller decides which. */
+export function describePlan(plan: SyncPlan): PlanDescription {
+  return {
+    writes: plan.writes.length,
+    deletes: plan.deletes.length,
+    unchanged: plan.unchanged,
+    bytes: plan.bytes,
+    base: plan.base,
+    expect: plan.expect,
+    topDirs: topDirs(plan.writes),
+    line: `sync plan: ${plan.writes.length} to write (${humanBytes(plan.bytes)}), ${plan.deletes.length} to delete, ${plan.unchanged} unchanged`,
+  };
+}
