@@ -1,0 +1,531 @@
+/**
+ * Exec sessions: one remote command, its process group, and its numbered event log.
+ *
+ * The command is written to a temp script and run as `/bin/sh <script>` in a new session (so its
+ * own process group), never through argv and never on its stdin. Output is read eagerly into a
+ * bounded log (the last EVENT_BUFFER_BYTES of events) that any number of streams read from: the
+ * first POST, a retried POST with the same execId, or GET …/events?after=N. While a client is
+ * attached and behind, the runner stops reading the child's pipes (the child blocks, as on a slow
+ * terminal) instead of dropping output. When the last client goes away the command keeps running
+ * for the detach grace, then its group is killed.
+ */
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { encodeEventBytes, toBase64 } from "../src/protocol/ndjson.ts";
+import { cwdProblem } from "../src/protocol/paths.ts";
+import {
+  DEFAULT_DETACH_GRACE_SECONDS,
+  EVENT_BUFFER_BYTES,
+  type ExecEvent,
+  type ExecRequest,
+  MAX_OUTPUT_CHUNK_BYTES,
+} from "../src/protocol/types.ts";
+import { badRequest, RunnerError } from "./errors.ts";
+import type { RunnerPaths } from "./paths.ts";
+
+/** The emulator's marker variable: every child inherits it, no request may set it. */
+export const EMULATOR_VM_ENV = "CRABBOX_EMULATOR_VM";
+/** Between SIGTERM and SIGKILL when a group is stopped. */
+export const KILL_GRACE_MS = 2000;
+/** How long, in total, the runner waits on pipes still held open after the shell exited. */
+export const PIPE_DRAIN_BUDGET_MS = 1000;
+/** Finished sessions stay attachable this long (and at most MAX_FINISHED of them). */
+const RETAIN_MS = 10 * 60 * 1000;
+const MAX_FINISHED = 64;
+const EXEC_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const SIGNALS = new Set([
+  "SIGHUP",
+  "SIGINT",
+  "SIGQUIT",
+  "SIGTERM",
+  "SIGKILL",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGCONT",
+  "SIGSTOP",
+  "SIGTSTP",
+  "SIGWINCH",
+]);
+
+type ReadResult = Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]>>;
+const SHELL_EXITED = Symbol("shell exited");
+const DRAIN_TIMEOUT = Symbol("drain timeout");
+
+type ExitReason = "exited" | "signaled" | "timeout" | "canceled";
+type ExitEvent = Extract<ExecEvent, { type: "exit" }>;
+type EventBody =
+  | Omit<Extract<ExecEvent, { type: "started" }>, "seq">
+  | Omit<Extract<ExecEvent, { type: "stdout" }>, "seq">
+  | Omit<Extract<ExecEvent, { type: "stderr" }>, "seq">
+  | Omit<Extract<ExecEvent, { type: "heartbeat" }>, "seq">
+  | Omit<ExitEvent, "seq">;
+
+export interface ValidExecRequest {
+  execId: string | undefined;
+  command: string;
+  workdir: string;
+  cwd: string;
+  env: Record<string, string>;
+  stdin: boolean;
+  timeoutSeconds: number | undefined;
+  expectedFingerprint: string | undefined;
+  detachGraceSeconds: number;
+}
+
+/** Validates the known fields of an exec request; unknown fields are ignored (forward compatible). */
+export function parseExecRequest(value: unknown): ValidExecRequest {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw badRequest("exec request must be a JSON object");
+  }
+  const body = value as Partial<Record<keyof ExecRequest, unknown>>;
+  const {
+    execId,
+    command,
+    workdir,
+    cwd,
+    env,
+    stdin,
+    timeoutSeconds,
+    expectedFingerprint,
+    detachGraceSeconds,
+  } = body;
+  if (execId !== undefined && (typeof execId !== "string" || !EXEC_ID_PATTERN.test(execId))) {
+    throw badRequest("execId must be 1-128 characters of [A-Za-z0-9._:-], starting alphanumeric");
+  }
+  if (typeof command !== "string" || command.trim() === "" || command.includes("\0")) {
+    throw badRequest("command is required (a non-blank string without NUL)");
+  }
+  if (typeof workdir !== "string") throw badRequest("workdir is required");
+  if (cwd !== undefined && typeof cwd !== "string") throw badRequest("cwd must be a string");
+  const cwdIssue = cwdProblem(cwd ?? ".");
+  if (cwdIssue) throw new RunnerError("unsafe_path", `cwd ${JSON.stringify(cwd)}: ${cwdIssue}`);
+  const cleanEnv: Record<string, string> = {};
+  if (env !== undefined) {
+    if (typeof env !== "object" || env === null || Array.isArray(env))
+      throw badRequest("env must be an object");
+    for (const [name, entry] of Object.entries(env)) {
+      if (!ENV_NAME_PATTERN.test(name) || typeof entry !== "string" || entry.includes("\0")) {
+        throw badRequest(`invalid environment entry ${JSON.stringify(name)}`);
+      }
+      if (name === EMULATOR_VM_ENV) throw badRequest(`${EMULATOR_VM_ENV} is reserved and cannot be set`);
+      cleanEnv[name] = entry;
+    }
+  }
+  if (stdin !== undefined && typeof stdin !== "boolean") throw badRequest("stdin must be a boolean");
+  if (
+    timeoutSeconds !== undefined &&
+    (typeof timeoutSeconds !== "number" || !(timeoutSeconds > 0) || timeoutSeconds > 30 * 24 * 3600)
+  ) {
+    throw badRequest("timeoutSeconds must be a positive number of seconds");
+  }
+  if (expectedFingerprint !== undefined && typeof expectedFingerprint !== "string") {
+    throw badRequest("expectedFingerprint must be a string");
+  }
+  if (
+    detachGraceSeconds !== undefined &&
+    (typeof detachGraceSeconds !== "number" || !(detachGraceSeconds >= 0) || detachGraceSeconds > 24 * 3600)
+  ) {
+    throw badRequest("detachGraceSeconds must be between 0 and 86400");
+  }
+  return {
+    execId,
+    command,
+    workdir,
+    cwd: cwd ?? ".",
+    env: cleanEnv,
+    stdin: stdin ?? false,
+    timeoutSeconds,
+    expectedFingerprint,
+    detachGraceSeconds: detachGraceSeconds ?? DEFAULT_DETACH_GRACE_SECONDS,
+  };
+}
+
+interface LoggedEvent {
+  seq: number;
+  line: Uint8Array;
+  /** Cumulative bytes of the log up to and including this event. */
+  end: number;
+}
+
+interface Subscriber {
+  /** Last seq delivered. */
+  cursor: number;
+  wake: () => void;
+}
+
+/** A running or finished command. Guards its process group, log, subscribers and timers. */
+export class ExecSession {
+  readonly id: string;
+  readonly request: ValidExecRequest;
+  readonly pid: number;
+  private readonly process: Bun.Subprocess<"pipe" | "ignore", "pipe", "pipe">;
+  private readonly log: LoggedEvent[] = [];
+  private logBytes = 0;
+  private totalBytes = 0;
+  private nextSeq = 1;
+  private readonly subscribers = new Set<Subscriber>();
+  private readonly roomWaiters = new Set<() => void>();
+  private exitEvent: ExitEvent | undefined;
+  private readonly exitWaiters = new Set<(event: ExitEvent) => void>();
+  private stopReason: ExitReason | undefined;
+  private shellExited = false;
+  private graceTimer: ReturnType<typeof setTimeout> | undefined;
+  private timeoutTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly heartbeatTimer: ReturnType<typeof setInterval>;
+  private lastEventAt = Date.now();
+  private resolveShellExit: () => void = () => {};
+  private readonly shellExit = new Promise<void>((resolve) => {
+    this.resolveShellExit = resolve;
+  });
+  private stdinState: "none" | "waiting" | "streaming" | "closed";
+  finishedAt: number | undefined;
+
+  constructor(
+    id: string,
+    request: ValidExecRequest,
+    process: Bun.Subprocess<"pipe" | "ignore", "pipe", "pipe">,
+    private readonly script: string,
+    heartbeatMs: number,
+  ) {
+    this.id = id;
+    this.request = request;
+    this.process = process;
+    this.pid = process.pid;
+    this.stdinState = request.stdin ? "waiting" : "none";
+    const startedAtMs = Date.now();
+    this.emit({ type: "started", execId: id, pid: process.pid, startedAtMs });
+    // Checked often, fired only after heartbeatMs without any event: quiet streams stay alive.
+    this.heartbeatTimer = setInterval(
+      () => {
+        if (Date.now() - this.lastEventAt >= heartbeatMs) this.emit({ type: "heartbeat" });
+      },
+      Math.max(10, Math.floor(heartbeatMs / 4)),
+    );
+    if (request.timeoutSeconds !== undefined) {
+      this.timeoutTimer = setTimeout(() => this.stop("timeout"), request.timeoutSeconds * 1000);
+    }
+    void this.supervise(startedAtMs);
+  }
+
+  get finished(): boolean {
+    return this.exitEvent !== undefined;
+  }
+
+  get exit(): ExitEvent | undefined {
+    return this.exitEvent;
+  }
+
+  private emit(body: EventBody): void {
+    if (this.exitEvent) return;
+    const event = { seq: this.nextSeq++, ...body } as ExecEvent;
+    const line = encodeEventBytes(event);
+    this.totalBytes += line.length;
+    this.log.push({ seq: event.seq, line, end: this.totalBytes });
+    this.logBytes += line.length;
+    this.lastEventAt = Date.now();
+    if (event.type === "exit") this.exitEvent = event;
+    this.trim();
+    for (const subscriber of this.subscribers) subscriber.wake();
+  }
+
+  /** Drops the oldest events beyond the buffer size, never ones an attached client has not read. */
+  private trim(): void {
+    let minCursor = Number.POSITIVE_INFINITY;
+    for (const subscriber of this.subscribers) minCursor = Math.min(minCursor, subscriber.cursor);
+    while (this.logBytes > EVENT_BUFFER_BYTES && this.log.length > 1) {
+      const first = this.log[0] as LoggedEvent;
+      if (first.seq > minCursor) break;
+      this.log.shift();
+      this.logBytes -= first.line.length;
+    }
+  }
+
+  /** Bytes of the log an attached client has yet to read (the largest such lag). */
+  private lag(): number {
+    let lag = 0;
+    for (const subscriber of this.subscribers) {
+      const delivered =
+        this.log.find((event) => event.seq === subscriber.cursor)?.end ?? this.log[0]?.end ?? 0;
+      lag = Math.max(lag, this.totalBytes - delivered);
+    }
+    return lag;
+  }
+
+  private async waitForRoom(): Promise<void> {
+    while (this.subscribers.size > 0 && this.lag() > EVENT_BUFFER_BYTES) {
+      await new Promise<void>((resolve) => this.roomWaiters.add(resolve));
+    }
+  }
+
+  private progressed(): void {
+    this.trim();
+    for (const resolve of this.roomWaiters) resolve();
+    this.roomWaiters.clear();
+  }
+
+  private async pump(stream: ReadableStream<Uint8Array>, type: "stdout" | "stderr"): Promise<void> {
+    const reader = stream.getReader();
+    let budget = PIPE_DRAIN_BUDGET_MS;
+    let pending: Promise<ReadResult> | undefined;
+    try {
+      while (true) {
+        await this.waitForRoom();
+        pending ??= reader.read();
+        let result: ReadResult;
+        if (!this.shellExited) {
+          const raced = await Promise.race([
+            pending,
+            this.shellExit.then((): typeof SHELL_EXITED => SHELL_EXITED),
+          ]);
+          if (raced === SHELL_EXITED) continue;
+          result = raced;
+        } else {
+          // The shell is gone: whatever still holds the pipe (a background child) gets a bounded
+          // wait in total, so `sleep 60 &` never holds the stream open.
+          if (budget <= 0) break;
+          const started = Date.now();
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const timeout = new Promise<typeof DRAIN_TIMEOUT>((resolve) => {
+            timer = setTimeout(resolve, budget, DRAIN_TIMEOUT);
+          });
+          const raced = await Promise.race([pending, timeout]);
+          clearTimeout(timer);
+          budget -= Date.now() - started;
+          if (raced === DRAIN_TIMEOUT) break;
+          result = raced;
+        }
+        pending = undefined;
+        if (result.done) break;
+        const chunk = result.value;
+        for (let offset = 0; offset < chunk.length; offset += MAX_OUTPUT_CHUNK_BYTES) {
+          this.emit({ type, data: toBase64(chunk.subarray(offset, offset + MAX_OUTPUT_CHUNK_BYTES)) });
+        }
+      }
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
+  }
+
+  private async supervise(startedAtMs: number): Promise<void> {
+    const pumps = Promise.all([
+      this.pump(this.process.stdout, "stdout"),
+      this.pump(this.process.stderr, "stderr"),
+    ]);
+    const exitCode = await this.process.exited;
+    this.shellExited = true;
+    this.resolveShellExit();
+    await pumps;
+    await rm(this.script, { force: true });
+    clearInterval(this.heartbeatTimer);
+    if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    const signal = this.process.signalCode === null ? null : String(this.process.signalCode);
+    const reason: ExitReason = this.stopReason ?? (signal !== null ? "signaled" : "exited");
+    this.emit({
+      type: "exit",
+      exitCode: signal !== null ? null : exitCode,
+      signal,
+      reason,
+      durationMs: Date.now() - startedAtMs,
+    });
+    this.finishedAt = Date.now();
+    const event = this.exitEvent as ExitEvent;
+    for (const resolve of this.exitWaiters) resolve(event);
+    this.exitWaiters.clear();
+    for (const resolve of this.roomWaiters) resolve();
+  }
+
+  /** Resolves with the exit event once the session has one. */
+  waitForExit(): Promise<ExitEvent> {
+    if (this.exitEvent) return Promise.resolve(this.exitEvent);
+    return new Promise((resolve) => this.exitWaiters.add(resolve));
+  }
+
+  /** Sends a signal to the whole process group; false when nothing was left to signal. */
+  signal(signal: string): boolean {
+    try {
+      process.kill(-this.pid, signal as NodeJS.Signals);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** SIGTERM to the group, SIGKILL after the grace (for members that ignore TERM). Idempotent. */
+  stop(reason: ExitReason): void {
+    if (this.finished || this.stopReason) return;
+    this.stopReason = reason;
+    this.signal("SIGTERM");
+    setTimeout(() => this.signal("SIGKILL"), KILL_GRACE_MS).unref?.();
+  }
+
+  /** A stream of the log after `after`, live until the exit event. */
+  subscribe(after: number): ReadableStream<Uint8Array> {
+    const subscriber: Subscriber = { cursor: after, wake: () => {} };
+    let closed = false;
+    const detach = () => {
+      if (closed) return;
+      closed = true;
+      this.subscribers.delete(subscriber);
+      this.progressed();
+      if (this.subscribers.size === 0 && !this.finished) this.armGrace();
+    };
+    this.subscribers.add(subscriber);
+    if (this.graceTimer) {
+      clearTimeout(this.graceTimer);
+      this.graceTimer = undefined;
+    }
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          while (true) {
+            const next = this.log.find((event) => event.seq > subscriber.cursor);
+            if (next) {
+              subscriber.cursor = next.seq;
+              controller.enqueue(next.line);
+              this.progressed();
+              if (this.exitEvent && next.seq === this.exitEvent.seq) {
+                controller.close();
+                detach();
+              }
+              return;
+            }
+            await new Promise<void>((resolve) => {
+              subscriber.wake = resolve;
+            });
+          }
+        },
+        cancel: () => detach(),
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  private armGrace(): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = setTimeout(() => this.stop("canceled"), this.request.detachGraceSeconds * 1000);
+  }
+
+  /** Streams a request body into the child's stdin; EOF of the body closes it. */
+  async feedStdin(body: ReadableStream<Uint8Array> | null): Promise<number> {
+    if (this.stdinState === "none") throw badRequest(`exec ${this.id} was started without stdin`);
+    if (this.stdinState !== "waiting")
+      throw new RunnerError("busy", `stdin of exec ${this.id} is already being fed or closed`);
+    this.stdinState = "streaming";
+    const sink = this.process.stdin as Bun.FileSink;
+    let bytes = 0;
+    try {
+      if (body) {
+        for await (const chunk of body) {
+          if (this.shellExited) break;
+          sink.write(chunk);
+          await sink.flush();
+          bytes += chunk.length;
+        }
+      }
+    } catch {
+      // The child closed its stdin or exited: what it did not read is moot.
+    } finally {
+      this.stdinState = "closed";
+      try {
+        await sink.end();
+      } catch {
+        // Already closed by the child.
+      }
+    }
+    return bytes;
+  }
+}
+
+export interface ExecOptions {
+  paths: RunnerPaths;
+  heartbeatMs: number;
+}
+
+/** All exec sessions of this runner. */
+export class ExecRegistry {
+  private readonly sessions = new Map<string, ExecSession>();
+
+  constructor(private readonly options: ExecOptions) {}
+
+  get(id: string): ExecSession | undefined {
+    this.sweep();
+    return this.sessions.get(id);
+  }
+
+  /**
+   * Starts a command. `hostCwd` already exists; the caller validated everything. `guard` runs
+   * synchronously right before the spawn (the sync lock check), so nothing can slip in between.
+   */
+  async start(
+    request: ValidExecRequest,
+    hostCwd: string,
+    guard: () => void = () => {},
+  ): Promise<ExecSession> {
+    const id = request.execId ?? crypto.randomUUID();
+    await mkdir(this.options.paths.tmpDir, { recursive: true });
+    const script = join(this.options.paths.tmpDir, `crabbox-exec-${crypto.randomUUID()}.sh`);
+    await writeFile(script, request.command, { mode: 0o600 });
+    const env: Record<string, string> = {};
+    for (const [name, value] of Object.entries(process.env)) if (value !== undefined) env[name] = value;
+    Object.assign(env, request.env);
+    const vmMarker = process.env[EMULATOR_VM_ENV];
+    if (vmMarker !== undefined) env[EMULATOR_VM_ENV] = vmMarker;
+    let child: Bun.Subprocess<"pipe" | "ignore", "pipe", "pipe">;
+    try {
+      guard();
+      const existing = request.execId === undefined ? undefined : this.sessions.get(request.execId);
+      if (existing) {
+        await rm(script, { force: true });
+        return existing;
+      }
+      child = Bun.spawn(["/bin/sh", script], {
+        cwd: hostCwd,
+        env,
+        stdin: request.stdin ? "pipe" : "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+        // setsid(): the shell leads a new session and process group, so kill(-pid) reaches
+        // every child it starts (unless one of them calls setsid itself).
+        detached: true,
+      });
+    } catch (error) {
+      await rm(script, { force: true });
+      throw error;
+    }
+    const session = new ExecSession(id, request, child, script, this.options.heartbeatMs);
+    this.sessions.set(id, session);
+    this.sweep();
+    return session;
+  }
+
+  /** Forgets finished sessions older than the retention, and the oldest beyond the cap. */
+  private sweep(): void {
+    const now = Date.now();
+    const finished = [...this.sessions.values()].filter((session) => session.finishedAt !== undefined);
+    finished.sort((a, b) => (a.finishedAt as number) - (b.finishedAt as number));
+    finished.forEach((session, index) => {
+      const old = now - (session.finishedAt as number) > RETAIN_MS;
+      if (old || finished.length - index > MAX_FINISHED) this.sessions.delete(session.id);
+    });
+  }
+
+  running(): ExecSession[] {
+    return [...this.sessions.values()].filter((session) => !session.finished);
+  }
+
+  /** Stops every running group (runner shutdown): TERM, then KILL after at most `graceMs`. */
+  async stopAll(graceMs: number): Promise<void> {
+    const running = this.running();
+    for (const session of running) session.stop("canceled");
+    const all = Promise.all(running.map((session) => session.waitForExit()));
+    const timedOut = await Promise.race([all.then(() => false), Bun.sleep(graceMs).then(() => true)]);
+    if (timedOut) for (const session of running) session.signal("SIGKILL");
+    await Promise.race([all, Bun.sleep(500)]);
+  }
+}
+
+export function isKnownSignal(signal: string): boolean {
+  return SIGNALS.has(signal);
+}
