@@ -52,7 +52,8 @@ async function rootUsage(): Promise<string> {
     Object.entries(commands).map(async ([name, loader]) => {
       const command = await loader();
       const meta = typeof command.meta === "function" ? await command.meta() : await command.meta;
-      return meta?.hidden ? undefined : `  ${name.padEnd(10)} ${meta?.description ?? ""}`;
+      const summary = meta?.description?.split("\n")[0] ?? "";
+      return meta?.hidden ? undefined : `  ${name.padEnd(10)} ${summary}`;
     }),
   );
   lines.push(...descriptions.filter((line): line is string => line !== undefined));
@@ -66,6 +67,22 @@ async function rootUsage(): Promise<string> {
     "Use `crabbox <command> --help` for a command's flags and examples.",
   );
   return lines.join("\n");
+}
+
+/**
+ * citty's usage with the description's first line as the summary; the rest of the description
+ * (the examples) follows the option list, where a reader looks for it.
+ */
+async function commandUsage(
+  command: CommandDef<ArgsDef>,
+  parent: CommandDef<ArgsDef> | undefined,
+): Promise<string> {
+  const { renderUsage } = await import("citty");
+  const meta = (typeof command.meta === "function" ? await command.meta() : await command.meta) ?? {};
+  const [summary = "", ...more] = (meta.description ?? "").split("\n");
+  const usage = await renderUsage({ ...command, meta: { ...meta, description: summary } }, parent);
+  const details = more.join("\n").trim();
+  return details ? `${usage}\n\n${details}\n` : usage;
 }
 
 async function resolveCommand(
@@ -122,11 +139,13 @@ async function dispatch(argv: string[]): Promise<number> {
     (typeof resolved.command.args === "function"
       ? await resolved.command.args()
       : await resolved.command.args) ?? {};
-  const { own, rest } = splitArgv(resolved.tokens, args, passthroughCommands.has(name));
+  const split = splitArgv(resolved.tokens, args, passthroughCommands.has(name));
+  const own = takeDebug(split.own);
+  const rest = split.rest;
   if (wantsHelp(own)) {
-    const { renderUsage } = await import("citty");
-    const parent = resolved.path.length > 1 ? await loader() : undefined;
-    process.stdout.write(`${await renderUsage(resolved.command, parent)}\n`);
+    process.stdout.write(
+      `${await commandUsage(resolved.command, resolved.path.length > 1 ? await loader() : undefined)}\n`,
+    );
     return ExitCode.ok;
   }
   assertKnownFlags(own, args, resolved.path.join(" "));
@@ -156,22 +175,28 @@ function report(error: unknown, debug: boolean): number {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const debug = argv.includes("--debug") && argv.indexOf("--debug") < endOfOwnFlags(argv);
-  if (debug) process.env.CRABBOX_DEBUG = "1";
-  const cleaned = debug
-    ? argv.filter((token, index) => token !== "--debug" || index >= endOfOwnFlags(argv))
-    : argv;
+  // `crabbox --debug <command> …`: a leading --debug is crabbox's; dispatch handles the rest.
+  let rest = argv;
+  while (rest[0] === "--debug") {
+    process.env.CRABBOX_DEBUG = "1";
+    rest = rest.slice(1);
+  }
   try {
-    return await dispatch(cleaned);
+    return await dispatch(rest);
   } catch (error) {
-    return report(error, debug || process.env.CRABBOX_DEBUG === "1");
+    return report(error, process.env.CRABBOX_DEBUG === "1");
   }
 }
 
-/** `--debug` is crabbox's only where it stands before `--`; after it, it belongs to the remote command. */
-function endOfOwnFlags(argv: string[]): number {
-  const separator = argv.indexOf("--");
-  return separator === -1 ? argv.length : separator;
+/**
+ * Takes `--debug` out of crabbox's own tokens. Only these count: for `run`, a `--debug` in the
+ * remote command (after `--`, or after the first command word) belongs to that command.
+ */
+function takeDebug(own: string[]): string[] {
+  const end = own.indexOf("--") === -1 ? own.length : own.indexOf("--");
+  const kept = own.filter((token, index) => token !== "--debug" || index >= end);
+  if (kept.length !== own.length) process.env.CRABBOX_DEBUG = "1";
+  return kept;
 }
 
 if (import.meta.main) {

@@ -1,10 +1,24 @@
 import { defineCommand } from "citty";
-import { CrabboxError } from "../core/errors.ts";
+import { leaseArgs, providerArgs } from "./_args.ts";
+import { leaseArgument, prepareLease } from "./_context.ts";
 
 export default defineCommand({
-  meta: { name: "pause", description: "(pause: being built)" },
-  args: {},
-  run() {
-    throw new CrabboxError("pause is being built");
+  meta: {
+    name: "crabbox pause",
+    description: `Suspend a lease's MicroVM; it resumes on the next run or with crabbox resume
+
+Examples:
+  crabbox pause api
+  crabbox pause --id cbx_0123456789ab`,
+  },
+  args: { ...leaseArgs, ...providerArgs },
+  async run({ args }) {
+    const id = leaseArgument("pause", args, true) as string;
+    const { provider, lease, ctx } = await prepareLease("pause", {
+      args,
+      leaseId: id,
+      feature: "pause-resume",
+    });
+    await (await provider.backend()).pause(ctx, lease);
   },
 });

@@ -1,10 +1,24 @@
 import { defineCommand } from "citty";
-import { CrabboxError } from "../core/errors.ts";
+import { leaseArgs, providerArgs } from "./_args.ts";
+import { leaseArgument, prepareLease } from "./_context.ts";
 
 export default defineCommand({
-  meta: { name: "resume", description: "(resume: being built)" },
-  args: {},
-  run() {
-    throw new CrabboxError("resume is being built");
+  meta: {
+    name: "crabbox resume",
+    description: `Resume a suspended lease's MicroVM
+
+Examples:
+  crabbox resume api
+  crabbox resume --id cbx_0123456789ab`,
+  },
+  args: { ...leaseArgs, ...providerArgs },
+  async run({ args }) {
+    const id = leaseArgument("resume", args, true) as string;
+    const { provider, lease, ctx } = await prepareLease("resume", {
+      args,
+      leaseId: id,
+      feature: "pause-resume",
+    });
+    await (await provider.backend()).resume(ctx, lease);
   },
 });

@@ -1,10 +1,21 @@
 import { defineCommand } from "citty";
-import { CrabboxError } from "../core/errors.ts";
+import { leaseArgs, providerArgs } from "./_args.ts";
+import { leaseArgument, prepareLease } from "./_context.ts";
 
 export default defineCommand({
-  meta: { name: "stop", description: "(stop: being built)" },
-  args: {},
-  run() {
-    throw new CrabboxError("stop is being built");
+  meta: {
+    name: "crabbox stop",
+    description: `Terminate a lease's MicroVM and forget its claim (alias: release)
+
+Examples:
+  crabbox stop api
+  crabbox stop --id cbx_0123456789ab
+  crabbox stop api --aws-lambda-microvm-forget-missing   also forget a lease whose MicroVM is gone`,
+  },
+  args: { ...leaseArgs, ...providerArgs },
+  async run({ args }) {
+    const id = leaseArgument("stop", args, true) as string;
+    const { provider, lease, ctx } = await prepareLease("stop", { args, leaseId: id });
+    await (await provider.backend()).stop(ctx, lease);
   },
 });
