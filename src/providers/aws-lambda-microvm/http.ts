@@ -1,0 +1,382 @@
+import type { ClientRequest, IncomingHttpHeaders, IncomingMessage } from "node:http";
+import * as http from "node:http";
+import * as https from "node:https";
+import { CrabboxError } from "../../core/errors.ts";
+import { RUNNER_PORT } from "../../protocol/types.ts";
+import type { DataPlaneTarget } from "./endpoint.ts";
+
+/**
+ * The data-plane HTTP client: node:http/node:https rather than fetch, because Node's and Deno's fetch
+ * silently drop a custom Host header, and in emulator mode the Host header is the only thing that
+ * names the MicroVM. Every request carries the proxy token; redirects are followed only within the
+ * MicroVM's own origin, so the token can never be sent anywhere else.
+ */
+
+export const DEFAULT_HEADER_TIMEOUT_MS = 60_000;
+const MAX_REDIRECTS = 10;
+const ERROR_BODY_LIMIT = 64 * 1024;
+
+export interface DataPlaneToken {
+  value: string;
+  /** True when the token came from a cache (so a 403 may mean it was revoked or expired early). */
+  fromCache: boolean;
+}
+
+/** Mints or returns the MicroVM's proxy token; `forceRefresh` bypasses any cache. */
+export type TokenProvider = (options: { forceRefresh: boolean }) => Promise<DataPlaneToken>;
+
+/**
+ * A request body. Bytes and strings can be re-sent (redirects, a 403 token refresh); a stream can
+ * be sent once; a function returning a fresh stream is replayable.
+ */
+export type BodySource =
+  | Uint8Array
+  | string
+  | ReadableStream<Uint8Array>
+  | (() => ReadableStream<Uint8Array>);
+
+export interface DataPlaneRequest {
+  /** Names the operation in errors: `aws-lambda-microvm runner <op> failed: …`. */
+  op: string;
+  method: string;
+  /** Path and query, starting with `/`. */
+  path: string;
+  headers?: Record<string, string>;
+  body?: BodySource;
+  /** Overrides the client's response-header timeout for this request; 0 disables it. */
+  headerTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface DataPlaneResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** Streamed; no timeout applies while it is read. Cancel it to drop the connection. */
+  body: ReadableStream<Uint8Array>;
+}
+
+export interface DataPlaneClientOptions {
+  target: DataPlaneTarget;
+  getToken: TokenProvider;
+  /** Default 60 s; starts once the request body has been written completely. */
+  headerTimeoutMs?: number;
+}
+
+export interface DataPlaneClient {
+  readonly target: DataPlaneTarget;
+  request(request: DataPlaneRequest): Promise<DataPlaneResponse>;
+  /** Closes idle keep-alive connections. */
+  close(): void;
+}
+
+/** A runner or proxy answer that was not what the operation expects. */
+export class RunnerHttpError extends CrabboxError {
+  readonly op: string;
+  readonly status: number;
+  /** The first 64 KiB of the body, trimmed. */
+  readonly bodyText: string;
+  /** Protocol error fields when the body is a runner `ErrorBody`. */
+  readonly code: string | undefined;
+  readonly fingerprint: string | undefined;
+
+  constructor(op: string, status: number, bodyText: string) {
+    super(`aws-lambda-microvm runner ${op} failed: status=${status} body=${bodyText}`);
+    this.op = op;
+    this.status = status;
+    this.bodyText = bodyText;
+    let parsed: { code?: unknown; fingerprint?: unknown } | undefined;
+    try {
+      parsed = JSON.parse(bodyText) as { code?: unknown; fingerprint?: unknown };
+    } catch {
+      parsed = undefined;
+    }
+    this.code = typeof parsed?.code === "string" ? parsed.code : undefined;
+    this.fingerprint = typeof parsed?.fingerprint === "string" ? parsed.fingerprint : undefined;
+  }
+}
+
+function transportError(op: string, detail: string, cause?: unknown): CrabboxError {
+  return new CrabboxError(`aws-lambda-microvm runner ${op} failed: ${detail}`, { cause });
+}
+
+/** Shows where a refused redirect pointed without leaking its path or query (which may hold secrets). */
+export function redactUrl(url: URL): string {
+  return `${url.protocol}//${url.host}/<redacted>`;
+}
+
+function isReplayable(body: BodySource | undefined): boolean {
+  return (
+    body === undefined || typeof body === "string" || body instanceof Uint8Array || typeof body === "function"
+  );
+}
+
+function formatTimeout(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+function errorCode(error: unknown): string | undefined {
+  return (error as { code?: string } | null)?.code;
+}
+
+function describeTransportError(error: unknown): string {
+  const code = errorCode(error);
+  const message = error instanceof Error ? error.message : String(error);
+  return code && !message.includes(code) ? `${code} ${message}` : message;
+}
+
+/** An IncomingMessage as a pull-driven web stream (backpressure reaches the socket). */
+function responseStream(res: IncomingMessage): ReadableStream<Uint8Array> {
+  const iterator = res[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const { value, done } = await iterator.next();
+          if (done) controller.close();
+          else controller.enqueue(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
+        } catch (error) {
+          controller.error(error);
+        }
+      },
+      cancel() {
+        res.destroy();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** Reads at most `limit` bytes of a body as text, then drops the rest. */
+export async function readTextPrefix(
+  body: ReadableStream<Uint8Array>,
+  limit = ERROR_BODY_LIMIT,
+): Promise<string> {
+  const reader = body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  try {
+    while (total < limit) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      parts.push(value.subarray(0, limit - total));
+      total += Math.min(value.length, limit - total);
+    }
+  } catch {
+    // A body cut short still says something useful.
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return Buffer.concat(parts).toString("utf8").trim();
+}
+
+async function discard(body: ReadableStream<Uint8Array>): Promise<void> {
+  await body.cancel().catch(() => {});
+}
+
+interface Attempt {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: Uint8Array | ReadableStream<Uint8Array> | undefined;
+}
+
+export function createDataPlaneClient(options: DataPlaneClientOptions): DataPlaneClient {
+  const { target } = options;
+  const transport = target.protocol === "https:" ? https : http;
+  // One keep-alive agent per MicroVM: a TLS handshake per request would dominate small requests.
+  const agent = new transport.Agent({ keepAlive: true, maxSockets: 8 });
+  const defaultTimeout = options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
+
+  function send(op: string, attempt: Attempt, token: string, timeoutMs: number, signal?: AbortSignal) {
+    return new Promise<DataPlaneResponse>((resolve, reject) => {
+      let settled = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let bodyReader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+      const headers: Record<string, string> = {
+        ...attempt.headers,
+        host: target.hostHeader,
+        "x-aws-proxy-auth": token,
+        "x-aws-proxy-port": String(RUNNER_PORT),
+      };
+      if (attempt.body instanceof Uint8Array) headers["content-length"] = String(attempt.body.length);
+      else if (attempt.body === undefined && attempt.method !== "GET" && attempt.method !== "HEAD") {
+        headers["content-length"] = "0";
+      }
+      let req: ClientRequest;
+      const fail = (error: unknown) => {
+        if (settled) return;
+        settled = true;
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        void bodyReader?.cancel(error).catch(() => {});
+        req?.destroy();
+        reject(error);
+      };
+      const onAbort = () => fail(signal?.reason ?? new Error("aborted"));
+      const startTimer = () => {
+        if (settled || timeoutMs <= 0 || timer) return;
+        timer = setTimeout(() => {
+          fail(transportError(op, `no response headers within ${formatTimeout(timeoutMs)}`));
+        }, timeoutMs);
+      };
+      try {
+        req = transport.request({
+          host: target.hostname,
+          port: target.port,
+          method: attempt.method,
+          path: attempt.path,
+          headers,
+          agent,
+          // TLS must name the MicroVM host (SNI and certificate check), not the connect address.
+          ...(target.protocol === "https:" ? { servername: target.hostHeader } : {}),
+        });
+      } catch (error) {
+        reject(transportError(op, describeTransportError(error), error));
+        return;
+      }
+      if (signal) {
+        if (signal.aborted) {
+          onAbort();
+          return;
+        }
+        signal.addEventListener("abort", onAbort, { once: true });
+      }
+      req.on("error", (error) => fail(transportError(op, describeTransportError(error), error)));
+      req.on("finish", startTimer);
+      req.on("response", (res) => {
+        if (settled) {
+          res.destroy();
+          return;
+        }
+        settled = true;
+        if (timer) clearTimeout(timer);
+        // The runner may answer before reading the body (a 409 base mismatch): stop sending it.
+        void bodyReader?.cancel().catch(() => {});
+        req.on("error", () => {});
+        res.on("close", () => signal?.removeEventListener("abort", onAbort));
+        if (signal) {
+          // Aborting after the headers drops the stream.
+          signal.addEventListener("abort", () => res.destroy(), { once: true });
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: responseStream(res) });
+      });
+      const body = attempt.body;
+      if (body === undefined || body instanceof Uint8Array) {
+        req.end(body);
+        return;
+      }
+      bodyReader = body.getReader();
+      const reader = bodyReader;
+      void (async () => {
+        try {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            if (settled) return;
+            if (!req.write(value)) {
+              await new Promise<void>((resolveDrain) => {
+                const done = () => {
+                  req.off("drain", done);
+                  req.off("close", done);
+                  resolveDrain();
+                };
+                req.on("drain", done);
+                req.on("close", done);
+              });
+            }
+          }
+          if (!settled) req.end();
+        } catch (error) {
+          // The body's own error (e.g. a file that vanished from the archive) is the real story.
+          fail(error);
+        }
+      })();
+    });
+  }
+
+  async function request(init: DataPlaneRequest): Promise<DataPlaneResponse> {
+    const timeoutMs = init.headerTimeoutMs ?? defaultTimeout;
+    let method = init.method.toUpperCase();
+    let path = init.path;
+    let body: BodySource | undefined = init.body;
+    let headers: Record<string, string> = { ...init.headers };
+    let token = await options.getToken({ forceRefresh: false });
+    let refreshed = false;
+    let consumed = false;
+    for (let redirects = 0; ; ) {
+      if (consumed && !isReplayable(body)) {
+        throw transportError(init.op, "cannot resend a streamed request body");
+      }
+      const payload =
+        typeof body === "function"
+          ? body()
+          : typeof body === "string"
+            ? new TextEncoder().encode(body)
+            : body;
+      consumed = true;
+      const response = await send(
+        init.op,
+        { method, path, headers, body: payload },
+        token.value,
+        timeoutMs,
+        init.signal,
+      );
+
+      if (response.status === 403 && token.fromCache && !refreshed && isReplayable(body)) {
+        // The proxy rejected a cached token (revoked, or the clock disagreed): mint once and retry.
+        await discard(response.body);
+        refreshed = true;
+        token = await options.getToken({ forceRefresh: true });
+        continue;
+      }
+
+      const location = response.headers.location;
+      if (response.status < 300 || response.status >= 400 || response.status === 304 || !location)
+        return response;
+      await discard(response.body);
+      let next: URL;
+      try {
+        next = new URL(location, `${target.origin}${path}`);
+      } catch {
+        throw transportError(init.op, "invalid redirect location");
+      }
+      if (next.origin.toLowerCase() !== target.origin.toLowerCase()) {
+        throw new CrabboxError(`aws-lambda-microvm refused cross-origin redirect to ${redactUrl(next)}`);
+      }
+      if (++redirects > MAX_REDIRECTS)
+        throw transportError(init.op, `stopped after ${MAX_REDIRECTS} redirects`);
+      if (
+        response.status === 303 ||
+        ((response.status === 301 || response.status === 302) && method === "POST")
+      ) {
+        method = "GET";
+        body = undefined;
+        headers = Object.fromEntries(
+          Object.entries(headers).filter(([name]) => !/^content-(type|encoding|length)$/i.test(name)),
+        );
+      }
+      path = `${next.pathname}${next.search}`;
+    }
+  }
+
+  return {
+    target,
+    request,
+    close() {
+      agent.destroy();
+    },
+  };
+}
+
+/**
+ * Checks a response's status; otherwise reads the first 64 KiB of its body and throws
+ * `aws-lambda-microvm runner <op> failed: status=<code> body=<text>` (a RunnerHttpError).
+ */
+export async function expectStatus(
+  op: string,
+  response: DataPlaneResponse,
+  ok: readonly number[] = [200],
+): Promise<DataPlaneResponse> {
+  if (ok.includes(response.status)) return response;
+  throw new RunnerHttpError(op, response.status, await readTextPrefix(response.body));
+}
