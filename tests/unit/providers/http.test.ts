@@ -21,11 +21,7 @@ import {
 } from "../../../src/providers/aws-lambda-microvm/runner-client.ts";
 
 const HOST = "vm1.lambda-microvm.eu-west-1.on.aws";
-type Handler = (
-  req: IncomingMessage,
-  res: ServerResponse,
-  body: () => Promise<Buffer>,
-) => void | Promise<void>;
+type Handler = (req: IncomingMessage, res: ServerResponse, body: () => Promise<Buffer>) => unknown;
 
 interface TestServer {
   port: number;
