@@ -1,0 +1,115 @@
+/**
+ * Finding every process of a MicroVM. Exec children run in their own process groups and may call
+ * setsid, so neither the runner's pid nor its group is enough: a VM's processes are the ones whose
+ * environment carries `CRABBOX_EMULATOR_VM=<id>` (inherited from the runner) or that live in one of
+ * the VM's pid namespaces (which also catches a child that cleared its environment). Never by name.
+ */
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+
+export const VM_MARKER = "CRABBOX_EMULATOR_VM";
+
+function pids(): number[] {
+  try {
+    return readdirSync("/proc")
+      .filter((name) => /^\d+$/.test(name))
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function environ(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, "latin1");
+  } catch {
+    return "";
+  }
+}
+
+export function pidNamespace(pid: number | "self"): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every live process carrying the marker for one of `ids`, grouped by id. */
+export function markedProcesses(ids: Iterable<string>): Map<string, number[]> {
+  const wanted = new Map<string, string>();
+  for (const id of ids) wanted.set(`${VM_MARKER}=${id}`, id);
+  const found = new Map<string, number[]>();
+  if (wanted.size === 0) return found;
+  for (const pid of pids()) {
+    if (pid === process.pid) continue;
+    for (const entry of environ(pid).split("\0")) {
+      const id = wanted.get(entry);
+      if (id === undefined) continue;
+      const list = found.get(id) ?? [];
+      list.push(pid);
+      found.set(id, list);
+      break;
+    }
+  }
+  return found;
+}
+
+/** Marker processes of one VM plus every process in the private pid namespaces they live in. */
+export function vmProcesses(id: string): number[] {
+  const marked = markedProcesses([id]).get(id) ?? [];
+  const own = pidNamespace("self");
+  const namespaces = new Set(
+    marked.map((pid) => pidNamespace(pid)).filter((ns): ns is string => ns !== undefined && ns !== own),
+  );
+  if (namespaces.size === 0) return marked;
+  const members = new Set(marked);
+  for (const pid of pids()) {
+    const ns = pidNamespace(pid);
+    if (ns !== undefined && namespaces.has(ns)) members.add(pid);
+  }
+  members.delete(process.pid);
+  return [...members];
+}
+
+export function signal(pids: Iterable<number>, sig: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // Already gone: exactly what we wanted.
+    }
+  }
+}
+
+/**
+ * Signal every process of the VM, rescanning so processes forked while we were signalling are
+ * caught too (a stopped process cannot fork, so the set converges).
+ */
+export function signalVm(id: string, sig: NodeJS.Signals): number {
+  const done = new Set<number>();
+  for (let round = 0; round < 4; round++) {
+    const fresh = vmProcesses(id).filter((pid) => !done.has(pid));
+    if (fresh.length === 0) break;
+    signal(fresh, sig);
+    for (const pid of fresh) done.add(pid);
+  }
+  return done.size;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The command line of a process, "" when it is gone. */
+export function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
+  } catch {
+    return "";
+  }
+}
