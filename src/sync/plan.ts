@@ -34,17 +34,24 @@ export function sameEntry(a: ManifestEntry, b: ManifestEntry): boolean {
   return false;
 }
 
+/** What the runner has (or what this CLI remembers having synced): a `ManifestResponse` fits. */
+export interface RemoteManifest {
+  /** Sent as X-Crabbox-Sync-Base; `empty` for a workdir that has no manifest yet. */
+  fingerprint: string;
+  entries: readonly ManifestEntry[];
+}
+
+/** A workdir crabbox never synced. */
+export const EMPTY_REMOTE: RemoteManifest = { fingerprint: EMPTY_FINGERPRINT, entries: [] };
+
 /**
- * Pure diff of a local manifest against a remote one. `remote` is the runner's manifest (or the one
- * this CLI remembers having synced); `base` is its fingerprint, sent as X-Crabbox-Sync-Base.
+ * Pure diff of a local manifest against a remote one. The base is the remote's own fingerprint as
+ * reported, never recomputed here (an empty manifest and no manifest differ: `empty` vs sha256("")).
  */
-export function planSync(
-  local: readonly ManifestEntry[],
-  remote: readonly ManifestEntry[],
-  base: string = remote.length === 0 ? EMPTY_FINGERPRINT : fingerprint(remote),
-): SyncPlan {
+export function planSync(local: readonly ManifestEntry[], remote: RemoteManifest): SyncPlan {
+  const base = remote.fingerprint;
   const remoteByPath = new Map<string, ManifestEntry>();
-  for (const entry of remote) remoteByPath.set(entry.path, entry);
+  for (const entry of remote.entries) remoteByPath.set(entry.path, entry);
   const writes: ManifestEntry[] = [];
   const localPaths = new Set<string>();
   let unchanged = 0;

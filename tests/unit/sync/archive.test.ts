@@ -20,7 +20,7 @@ import { readTar } from "../../../src/protocol/tar.ts";
 import { type ManifestEntry, SYNC_META_NAME } from "../../../src/protocol/types.ts";
 import { createSyncArchive } from "../../../src/sync/archive.ts";
 import { type CompressionChoice, compressStream } from "../../../src/sync/compress.ts";
-import { planSync } from "../../../src/sync/plan.ts";
+import { EMPTY_REMOTE, planSync } from "../../../src/sync/plan.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -99,9 +99,14 @@ describe("createSyncArchive", () => {
         symlinkEntry("link", "a.txt"),
       ];
       symlinkSync("a.txt", join(root, "link"));
-      const plan = planSync(entries, [
-        { path: "stale.txt", type: "file", mode: 0o644, size: 1, sha256: "0".repeat(64) },
-      ]);
+      const stale: ManifestEntry = {
+        path: "stale.txt",
+        type: "file",
+        mode: 0o644,
+        size: 1,
+        sha256: "0".repeat(64),
+      };
+      const plan = planSync(entries, { fingerprint: "f".repeat(64), entries: [stale] });
       const mtimes = new Map([["a.txt", 1_700_000_000_123]]);
       const archive = createSyncArchive({ root, plan, compression: choice, mtimes });
       expect(archive.encoding).toBe(choice.encoding);
@@ -147,7 +152,7 @@ describe("createSyncArchive", () => {
 
   test("clean is carried in the metadata", async () => {
     const root = tempDir();
-    const plan = planSync([fileEntry(root, "a", "x")], []);
+    const plan = planSync([fileEntry(root, "a", "x")], EMPTY_REMOTE);
     const archive = createSyncArchive({
       root,
       plan,
@@ -160,7 +165,7 @@ describe("createSyncArchive", () => {
 
   test("a file deleted after planning → exit 6 naming it", async () => {
     const root = tempDir();
-    const plan = planSync([fileEntry(root, "gone.txt", "x")], []);
+    const plan = planSync([fileEntry(root, "gone.txt", "x")], EMPTY_REMOTE);
     rmSync(join(root, "gone.txt"));
     const archive = createSyncArchive({ root, plan, compression: { encoding: "gzip" } });
     const error = await collect(archive.body).then(
@@ -174,7 +179,7 @@ describe("createSyncArchive", () => {
 
   test("a file that grew after planning → exit 6 naming it", async () => {
     const root = tempDir();
-    const plan = planSync([fileEntry(root, "grow.txt", "x")], []);
+    const plan = planSync([fileEntry(root, "grow.txt", "x")], EMPTY_REMOTE);
     writeFileSync(join(root, "grow.txt"), "xxxxxxxx");
     const archive = createSyncArchive({ root, plan, compression: { encoding: "gzip", portable: true } });
     const error = (await collect(archive.body).catch((e: unknown) => e)) as CrabboxError;
@@ -185,7 +190,7 @@ describe("createSyncArchive", () => {
 
   test("nothing is read until the body is pulled", async () => {
     const root = tempDir();
-    const plan = planSync([fileEntry(root, "a", "x")], []);
+    const plan = planSync([fileEntry(root, "a", "x")], EMPTY_REMOTE);
     const archive = createSyncArchive({ root, plan, compression: { encoding: "gzip" } });
     rmSync(join(root, "a"));
     expect(archive.counters.entries).toBe(0);
