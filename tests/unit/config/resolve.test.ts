@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { CONFIG_KEY_NAMES, CONFIG_KEYS, type ConfigKey } from "../../../src/config/keys.ts";
+import { CONFIG_KEY_NAMES, CONFIG_KEYS, type ConfigKey, type KeyDef } from "../../../src/config/keys.ts";
 import { configValue } from "../../../src/config/resolve.ts";
 import { failure, type Sandbox, sandbox } from "./harness.ts";
 
@@ -113,10 +113,10 @@ describe("each layer wins over the lower ones, for every key", () => {
 
   for (const key of CONFIG_KEY_NAMES) {
     test(key, async () => {
-      const def = CONFIG_KEYS[key];
+      const def: KeyDef = CONFIG_KEYS[key];
       const layers = layerValues[key];
       const defaults = await box.resolve();
-      expect(configValue(defaults, key)).toEqual(def.default as unknown);
+      expect(configValue(defaults, key) as unknown).toEqual(def.default);
       expect(defaults.sources[key].source).toBe("default");
 
       const env: Record<string, string> = {};
@@ -124,18 +124,18 @@ describe("each layer wins over the lower ones, for every key", () => {
       const steps: ["user" | "repo" | "env" | "flag", () => void][] = [
         ["user", () => box.write(box.userFile, fileShape(key, layers.user?.raw))],
         ["repo", () => box.write(join(box.repo, "crabbox.yaml"), fileShape(key, layers.repo?.raw))],
-        [
-          "env",
-          () => (env[(def as { env?: readonly string[] }).env?.[0] as string] = String(layers.env?.raw)),
-        ],
-        ["flag", () => (flags[(def as { flag?: string }).flag as string] = layers.flag?.raw)],
+        ["env", () => (env[def.env?.[0] as string] = String(layers.env?.raw))],
+        ["flag", () => (flags[def.flag as string] = layers.flag?.raw)],
       ];
       for (const [layer, apply] of steps) {
         const expected = layers[layer];
         if (!expected) continue;
         apply();
         const config = await box.resolve({ env, flags });
-        expect({ layer, value: configValue(config, key) }).toEqual({ layer, value: expected.value });
+        expect({ layer, value: configValue(config, key) as unknown }).toEqual({
+          layer,
+          value: expected.value,
+        });
         expect(config.sources[key].source).toBe(layer);
       }
       expect(box.warnings).toEqual([]);
