@@ -67,13 +67,13 @@ const REGULAR_MODES = new Set(["100644", "100755"]);
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 interface IndexInfo {
-  /** git mode per stage, e.g. {0: "100644"}. */
-  modes: Map<number, string>;
+  /** git mode per stage (0 normally; 1–3 during a conflicted merge). */
+  modes: string[];
   skipWorktree: boolean;
 }
 
 interface GitListing {
-  /** Every listed path, tracked first then untracked, undecoded paths as `null`. */
+  /** Every listed path, tracked and untracked; names that are not UTF-8 as `path: null`. */
   paths: { path: string | null; raw: string }[];
   index: Map<string, IndexInfo>;
 }
@@ -98,42 +98,60 @@ async function listGitPaths(
   }
   const paths: GitListing["paths"] = [];
   const index = new Map<string, IndexInfo>();
-  const out = result.stdout;
-  let start = 0;
-  while (start < out.length) {
-    let end = out.indexOf(0, start);
-    if (end === -1) end = out.length;
-    const record = out.subarray(start, end);
-    start = end + 1;
-    if (record.length === 0) continue;
-    if (record[0] === 0x3f /* ? */ && record[1] === 0x20) {
-      paths.push(decodePath(record.subarray(2)));
+  for (const record of splitRecords(result.stdout)) {
+    if (record.text === "") continue;
+    if (record.text.startsWith("? ")) {
+      paths.push(
+        record.bad ? { path: null, raw: record.text.slice(2) } : { path: record.text.slice(2), raw: "" },
+      );
       continue;
     }
-    const tab = record.indexOf(0x09);
+    const tab = record.text.indexOf("\t");
     if (tab === -1) continue;
-    const [tag, mode, , stage] = record.subarray(0, tab).toString("latin1").split(" ");
-    const decoded = decodePath(record.subarray(tab + 1));
-    paths.push(decoded);
-    if (decoded.path === null || mode === undefined) continue;
-    let info = index.get(decoded.path);
-    if (!info) {
-      info = { modes: new Map(), skipWorktree: false };
-      index.set(decoded.path, info);
+    const [tag, mode, , stage] = record.text.slice(0, tab).split(" ");
+    const name = record.text.slice(tab + 1);
+    if (record.bad || mode === undefined) {
+      paths.push({ path: null, raw: name });
+      continue;
     }
-    info.modes.set(Number(stage ?? 0), mode);
+    paths.push({ path: name, raw: "" });
+    let info = index.get(name);
+    if (!info) {
+      info = { modes: [], skipWorktree: false };
+      index.set(name, info);
+    }
+    info.modes[Number(stage ?? 0)] = mode;
     if (tag === "S") info.skipWorktree = true;
   }
   return { paths, index };
 }
 
-function decodePath(bytes: Uint8Array): { path: string | null; raw: string } {
+/**
+ * NUL-separated records as strings. The whole output is decoded at once (the common, fast case);
+ * only if it is not valid UTF-8 is it decoded record by record, marking the names that are not —
+ * they cannot be represented in the JSON protocol, so they are reported, not synced.
+ */
+function splitRecords(out: Buffer): { text: string; bad: boolean }[] {
   try {
-    const path = utf8.decode(bytes);
-    return { path, raw: path };
+    return utf8
+      .decode(out)
+      .split("\0")
+      .map((text) => ({ text, bad: false }));
   } catch {
-    // Names that are not UTF-8 cannot be represented in the JSON protocol; they are reported, not synced.
-    return { path: null, raw: Buffer.from(bytes).toString("latin1") };
+    const records: { text: string; bad: boolean }[] = [];
+    let start = 0;
+    while (start < out.length) {
+      let end = out.indexOf(0, start);
+      if (end === -1) end = out.length;
+      const bytes = out.subarray(start, end);
+      start = end + 1;
+      try {
+        records.push({ text: utf8.decode(bytes), bad: false });
+      } catch {
+        records.push({ text: bytes.toString("latin1"), bad: true });
+      }
+    }
+    return records;
   }
 }
 
@@ -156,10 +174,10 @@ function readCrabboxIgnore(root: string): string[] {
 function checkIndexEntry(path: string, info: IndexInfo): void {
   let gitlinkStage: number | undefined;
   let file: [number, string] | undefined;
-  for (const [stage, mode] of info.modes) {
+  info.modes.forEach((mode, stage) => {
     if (mode === GITLINK_MODE) gitlinkStage ??= stage;
     else file ??= [stage, mode];
-  }
+  });
   if (gitlinkStage !== undefined && file !== undefined) {
     throw new CrabboxError(
       `tracked path "${path}" has mixed file mode ${file[1]} at stage ${file[0]} and gitlink mode ${GITLINK_MODE} at stage ${gitlinkStage} in sync manifest scope`,
@@ -207,7 +225,7 @@ export async function readLocalManifest(options: ManifestOptions): Promise<Local
     const info = listing.index.get(path);
     if (info) {
       checkIndexEntry(path, info);
-      if ([...info.modes.values()].includes(GITLINK_MODE)) {
+      if (info.modes.includes(GITLINK_MODE)) {
         submodules.push(path);
         exclude("submodule", path);
         continue;
@@ -223,7 +241,7 @@ export async function readLocalManifest(options: ManifestOptions): Promise<Local
       continue;
     }
     const trackedRegular =
-      info !== undefined && [...info.modes.values()].every((mode) => REGULAR_MODES.has(mode));
+      info?.modes.every((mode) => mode === undefined || REGULAR_MODES.has(mode)) === true;
     const decision = matcher.decide(path, trackedRegular);
     if (decision.excluded) {
       exclude(decision.reason, path);
@@ -231,7 +249,7 @@ export async function readLocalManifest(options: ManifestOptions): Promise<Local
     }
     let stat: ReturnType<typeof lstatSync>;
     try {
-      stat = lstatSync(join(root, path));
+      stat = lstatSync(`${root}/${path}`);
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code !== "ENOENT" && code !== "ENOTDIR") {
