@@ -3,7 +3,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeExecEvents } from "../../src/protocol/ndjson.ts";
 import type { ExecEvent } from "../../src/protocol/types.ts";
@@ -304,5 +304,70 @@ describe("exec", () => {
     expect(response.status).toBe(409);
     expect(await response.json()).toMatchObject({ code: "fingerprint_mismatch", fingerprint: "empty" });
     expect(() => readFileSync(inRoot("/workspace/fp/should-not-exist"))).toThrow();
+  });
+});
+
+describe("runner lifecycle", () => {
+  for (const how of ["SIGTERM", "stdin EOF"] as const) {
+    test(`${how} kills every exec group and exits 0`, async () => {
+      const own = await startRunner({ args: ["--exit-on-stdin-eof"] });
+      try {
+        const response = await postExec(own, {
+          command: "sleep 60 & echo $! > bg.pid; sleep 60",
+          workdir: W,
+        });
+        const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+        await reader.read();
+        const pidFile = join(own.root, W, "bg.pid");
+        expect(await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, "utf8").trim() !== "")).toBe(
+          true,
+        );
+        const pid = Number(readFileSync(pidFile, "utf8"));
+        strays.push(pid);
+        expect(alive(pid)).toBe(true);
+        const exited = new Promise<number | null>((resolve) =>
+          own.process.once("exit", (code) => resolve(code)),
+        );
+        if (how === "SIGTERM") own.process.kill("SIGTERM");
+        else own.process.stdin?.end();
+        expect(await exited).toBe(0);
+        expect(await waitFor(() => !alive(pid))).toBe(true);
+        await reader.cancel().catch(() => {});
+      } finally {
+        await own.stop();
+      }
+    });
+  }
+
+  test("--test-echo reports what the runner received", async () => {
+    const own = await startRunner({ args: ["--test-echo"] });
+    try {
+      const response = await fetch(`${own.url}/_echo?x=1`, {
+        method: "POST",
+        headers: { "x-custom": "yes" },
+        body: "b",
+      });
+      expect(await response.json()).toMatchObject({
+        method: "POST",
+        path: "/_echo?x=1",
+        headers: { "x-custom": "yes" },
+      });
+    } finally {
+      await own.stop();
+    }
+  });
+
+  test("a later --listen/--root overrides an earlier one", async () => {
+    // The harness passes its own --listen/--root first; these come later and win.
+    const own = await startRunner({
+      args: (dir) => ["--listen", "localhost:0", "--root", join(dir, "second")],
+    });
+    try {
+      expect(own.url).toStartWith("http://localhost:");
+      expect(own.stderr()).toContain(`root ${join(own.dir, "second")}`);
+      expect((await fetch(`${own.url}/health`)).status).toBe(200);
+    } finally {
+      await own.stop();
+    }
   });
 });
