@@ -33,9 +33,12 @@ import {
 } from "../../src/providers/aws-lambda-microvm/runner-client.ts";
 import { createSyncArchive } from "../../src/sync/archive.ts";
 import type { CompressionChoice } from "../../src/sync/compress.ts";
+import { syncToRunner } from "../../src/sync/engine.ts";
+import { DEFAULT_SYNC_LIMITS } from "../../src/sync/guard.ts";
 import { hashLocalFiles } from "../../src/sync/hash.ts";
 import { readLocalManifest } from "../../src/sync/manifest.ts";
 import { isNoopPlan, planSync } from "../../src/sync/plan.ts";
+import { snapshotCheckout } from "../../src/sync/snapshot.ts";
 import { repoRoot, startRunner, type TestRunner } from "../fixtures/runner/harness.ts";
 
 const HOST = "vm-sync.lambda-microvm.eu-west-1.on.aws";
@@ -256,4 +259,49 @@ console.log(JSON.stringify({ impl: compressionImplementation({ encoding: "gzip" 
     expect(readFileSync(join(runner.root, "workspace/deno/hello.txt"), "utf8")).toBe("from deno\n");
     expect(readlinkSync(join(runner.root, "workspace/deno/alias"))).toBe("hello.txt");
   }, 60_000);
+});
+
+describe("syncToRunner against the runner", () => {
+  test("remembered manifest: unchanged → no request; stale base → 409, re-read, converge", async () => {
+    const { root, env } = makeRepo();
+    const workdir = "/workspace/engine";
+    write(root, "a.txt", "a\n");
+    write(root, "b.txt", "b\n");
+    const limits = { ...DEFAULT_SYNC_LIMITS };
+    const snap = () => snapshotCheckout({ cwd: root, env, limits });
+
+    const first = await syncToRunner({
+      runner: client,
+      workdir,
+      snapshot: await snap(),
+      compression: { encoding: "gzip" },
+    });
+    expect(first).toMatchObject({ uploads: 1, manifestReads: 1 });
+    expect(first.result?.written).toBe(2);
+
+    const unchanged = await syncToRunner({
+      runner: client,
+      workdir,
+      snapshot: await snap(),
+      compression: { encoding: "gzip" },
+      remembered: first.remote,
+    });
+    expect(unchanged).toMatchObject({ uploads: 0, manifestReads: 0, result: undefined });
+
+    // A remote command rewrites a synced file; locally another file changes.
+    writeFileSync(join(runner.root, workdir, "b.txt"), "changed remotely\n");
+    write(root, "a.txt", "a2\n");
+    const resync = await syncToRunner({
+      runner: client,
+      workdir,
+      snapshot: await snap(),
+      compression: { encoding: "gzip" },
+      remembered: first.remote,
+    });
+    expect(resync).toMatchObject({ uploads: 2, manifestReads: 1 });
+    expect(resync.plan.writes.map((e) => e.path)).toEqual(["a.txt", "b.txt"]);
+    expect(readFileSync(join(runner.root, workdir, "b.txt"), "utf8")).toBe("b\n");
+    expect(readFileSync(join(runner.root, workdir, "a.txt"), "utf8")).toBe("a2\n");
+    expect((await client.manifest(workdir)).fingerprint).toBe(resync.remote.fingerprint);
+  });
 });

@@ -2,7 +2,7 @@ import type { ClientRequest, IncomingHttpHeaders, IncomingMessage } from "node:h
 import * as http from "node:http";
 import * as https from "node:https";
 import { CrabboxError } from "../../core/errors.ts";
-import { RUNNER_PORT } from "../../protocol/types.ts";
+import { type ErrorBody, type ErrorCode, RUNNER_PORT } from "../../protocol/types.ts";
 import type { DataPlaneTarget } from "./endpoint.ts";
 
 /**
@@ -75,8 +75,10 @@ export class RunnerHttpError extends CrabboxError {
   readonly status: number;
   /** The first 64 KiB of the body, trimmed. */
   readonly bodyText: string;
-  /** Protocol error fields when the body is a runner `ErrorBody`. */
-  readonly code: string | undefined;
+  /** The runner's protocol error when the body is an `ErrorBody` (absent for proxy errors). */
+  readonly errorBody: ErrorBody | undefined;
+  /** Shortcuts into errorBody, for callers that branch on them (409 base_mismatch). */
+  readonly code: ErrorCode | undefined;
   readonly fingerprint: string | undefined;
 
   constructor(op: string, status: number, bodyText: string) {
@@ -84,15 +86,23 @@ export class RunnerHttpError extends CrabboxError {
     this.op = op;
     this.status = status;
     this.bodyText = bodyText;
-    let parsed: { code?: unknown; fingerprint?: unknown } | undefined;
-    try {
-      parsed = JSON.parse(bodyText) as { code?: unknown; fingerprint?: unknown };
-    } catch {
-      parsed = undefined;
-    }
-    this.code = typeof parsed?.code === "string" ? parsed.code : undefined;
-    this.fingerprint = typeof parsed?.fingerprint === "string" ? parsed.fingerprint : undefined;
+    this.errorBody = parseErrorBody(bodyText);
+    this.code = this.errorBody?.code;
+    this.fingerprint = this.errorBody?.fingerprint;
   }
+}
+
+function parseErrorBody(text: string): ErrorBody | undefined {
+  let value: Partial<ErrorBody> | undefined;
+  try {
+    value = JSON.parse(text) as Partial<ErrorBody>;
+  } catch {
+    return undefined;
+  }
+  if (typeof value?.code !== "string" || typeof value.message !== "string") return undefined;
+  const body: ErrorBody = { code: value.code, message: value.message };
+  if (typeof value.fingerprint === "string") body.fingerprint = value.fingerprint;
+  return body;
 }
 
 function transportError(op: string, detail: string, cause?: unknown): CrabboxError {
