@@ -66,7 +66,15 @@ export function launchRunner(options: LaunchOptions): RunnerProcess {
     writable: [socketDir],
     nsRoot: join(options.dir, "nsroot"),
   });
+  // CRABBOX_RUNNER_* are the runner's own knobs (e.g. its heartbeat interval): tests set them on
+  // the emulator and every runner it starts inherits them. Nothing else of the host env leaks in.
+  const knobs = Object.fromEntries(
+    Object.entries(process.env).filter(
+      (entry): entry is [string, string] => entry[0].startsWith("CRABBOX_RUNNER_") && entry[1] !== undefined,
+    ),
+  );
   const env: Record<string, string> = {
+    ...knobs,
     PATH,
     LANG: "C.UTF-8",
     HOME: options.isolation === "none" ? join(root, "root") : "/root",

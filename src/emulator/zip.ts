@@ -19,6 +19,8 @@ export class ZipError extends Error {
 const EOCD = 0x06054b50;
 const CENTRAL = 0x02014b50;
 const LOCAL = 0x04034b50;
+/** 1980-01-01, the earliest valid MS-DOS date (all-zero is not a date). */
+const DOS_EPOCH = (1 << 5) | 1;
 
 export function readZip(bytes: Uint8Array): ZipEntry[] {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -39,8 +41,8 @@ export function readZip(bytes: Uint8Array): ZipEntry[] {
     }
     const madeBy = view.getUint16(offset + 4, true) >> 8;
     const method = view.getUint16(offset + 10, true);
-    const size = view.getUint32(offset + 20, true);
-    const compressed = view.getUint32(offset + 24, true);
+    const compressed = view.getUint32(offset + 20, true);
+    const size = view.getUint32(offset + 24, true);
     const nameLength = view.getUint16(offset + 28, true);
     const extraLength = view.getUint16(offset + 30, true);
     const commentLength = view.getUint16(offset + 32, true);
@@ -83,6 +85,7 @@ export function writeZip(entries: ZipEntry[]): Uint8Array {
     lv.setUint32(0, LOCAL, true);
     lv.setUint16(4, 20, true);
     lv.setUint16(8, stored ? 0 : 8, true);
+    lv.setUint16(12, DOS_EPOCH, true);
     lv.setUint32(14, crc, true);
     lv.setUint32(18, body.length, true);
     lv.setUint32(22, entry.data.length, true);
@@ -94,6 +97,7 @@ export function writeZip(entries: ZipEntry[]): Uint8Array {
     cv.setUint16(4, (3 << 8) | 20, true);
     cv.setUint16(6, 20, true);
     cv.setUint16(10, stored ? 0 : 8, true);
+    cv.setUint16(14, DOS_EPOCH, true);
     cv.setUint32(16, crc, true);
     cv.setUint32(20, body.length, true);
     cv.setUint32(24, entry.data.length, true);
