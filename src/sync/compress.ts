@@ -1,4 +1,5 @@
 import * as zlib from "node:zlib";
+import { CrabboxError } from "../core/errors.ts";
 import type { SyncEncoding } from "../protocol/types.ts";
 
 /**
@@ -164,5 +165,7 @@ export function compressStream(
     return source.pipeThrough(
       blockTransform(ZSTD_BLOCK_BYTES, (block) => bun.zstdCompressSync(block, { level })),
     );
-  throw new Error("zstd compression is not available in this runtime; use sync.compression gzip");
+  throw new CrabboxError("zstd compression is not available in this runtime", {
+    hint: "use gzip (sync.compression: gzip), which every runtime supports",
+  });
 }

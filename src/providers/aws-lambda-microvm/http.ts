@@ -253,6 +253,17 @@ export function createDataPlaneClient(options: DataPlaneClientOptions): DataPlan
       }
       req.on("error", (error) => fail(transportError(op, describeTransportError(error), error)));
       req.on("finish", startTimer);
+      // A black-holed connect would otherwise wait for the OS (minutes) before the body is ever sent.
+      req.on("socket", (socket) => {
+        if (!socket.connecting || timeoutMs <= 0) return;
+        const connectTimer = setTimeout(() => {
+          fail(transportError(op, `could not connect within ${formatTimeout(timeoutMs)}`));
+        }, timeoutMs);
+        const clear = () => clearTimeout(connectTimer);
+        socket.once("connect", clear);
+        socket.once("close", clear);
+        req.once("close", clear);
+      });
       req.on("response", (res) => {
         if (settled) {
           res.destroy();
