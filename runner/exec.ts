@@ -160,7 +160,9 @@ export class ExecSession {
   readonly request: ValidExecRequest;
   readonly pid: number;
   private readonly process: Bun.Subprocess<"pipe" | "ignore", "pipe", "pipe">;
+  /** Events still buffered are log[head..]; older slots are released. */
   private readonly log: LoggedEvent[] = [];
+  private head = 0;
   private logBytes = 0;
   private totalBytes = 0;
   private nextSeq = 1;
@@ -233,20 +235,33 @@ export class ExecSession {
   private trim(): void {
     let minCursor = Number.POSITIVE_INFINITY;
     for (const subscriber of this.subscribers) minCursor = Math.min(minCursor, subscriber.cursor);
-    while (this.logBytes > EVENT_BUFFER_BYTES && this.log.length > 1) {
-      const first = this.log[0] as LoggedEvent;
+    while (this.logBytes > EVENT_BUFFER_BYTES && this.log.length - this.head > 1) {
+      const first = this.log[this.head] as LoggedEvent;
       if (first.seq > minCursor) break;
-      this.log.shift();
+      this.log[this.head] = undefined as unknown as LoggedEvent;
+      this.head++;
       this.logBytes -= first.line.length;
     }
+    // Compact now and then, so dropping the head stays O(1) amortised.
+    if (this.head > 1024 && this.head * 2 > this.log.length) {
+      this.log.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  /** The first event with seq > `cursor` still in the log (seqs are contiguous, so O(1)). */
+  private eventAfter(cursor: number): LoggedEvent | undefined {
+    const first = this.log[this.head];
+    if (!first) return undefined;
+    return this.log[this.head + Math.max(0, cursor + 1 - first.seq)];
   }
 
   /** Bytes of the log an attached client has yet to read (the largest such lag). */
   private lag(): number {
     let lag = 0;
     for (const subscriber of this.subscribers) {
-      const delivered =
-        this.log.find((event) => event.seq === subscriber.cursor)?.end ?? this.log[0]?.end ?? 0;
+      const next = this.eventAfter(subscriber.cursor);
+      const delivered = next ? next.end - next.line.length : this.totalBytes;
       lag = Math.max(lag, this.totalBytes - delivered);
     }
     return lag;
@@ -380,7 +395,7 @@ export class ExecSession {
       {
         pull: async (controller) => {
           while (true) {
-            const next = this.log.find((event) => event.seq > subscriber.cursor);
+            const next = this.eventAfter(subscriber.cursor);
             if (next) {
               subscriber.cursor = next.seq;
               controller.enqueue(next.line);

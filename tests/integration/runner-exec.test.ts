@@ -121,6 +121,42 @@ describe("exec", () => {
     }
   });
 
+  test("a slow client loses nothing; a late reader gets the last 8 MiB of events", async () => {
+    const size = 20 * 1024 * 1024;
+    const response = await postExec(runner, {
+      execId: "big-1",
+      command: `head -c ${size} /dev/zero`,
+      workdir: W,
+    });
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    const first = await reader.read();
+    // Stall: the runner must stop reading the pipe rather than drop what this client has not read.
+    await Bun.sleep(700);
+    const rest: Uint8Array[] = first.value ? [first.value] : [];
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      rest.push(value);
+    }
+    const outcome = summarize(
+      await Array.fromAsync(
+        decodeExecEvents(
+          (async function* () {
+            yield* rest;
+          })(),
+        ),
+      ),
+    );
+    expect(outcome.stdout.length).toBe(size);
+    expect(outcome.events.map((event) => event.seq)).toEqual(outcome.events.map((_, index) => index + 1));
+
+    const late = await readEvents(await fetch(`${runner.url}/v1/exec/big-1/events?after=0`));
+    expect(late[0]?.seq).toBeGreaterThan(1);
+    expect(late.at(-1)?.type).toBe("exit");
+    const bytes = late.reduce((sum, event) => sum + JSON.stringify(event).length + 1, 0);
+    expect(bytes).toBeLessThanOrEqual(8 * 1024 * 1024 + 100_000);
+  });
+
   test("a script reading stdin does not eat the script; stdin is empty", async () => {
     const result = await exec(runner, { command: "read line || true\nprintf after", workdir: W });
     expect(text(result.stdout)).toBe("after");
