@@ -1,7 +1,5 @@
 import { defineCommand } from "citty";
-import { say } from "../core/output.ts";
 import { providerArgs } from "./_args.ts";
-import { prepare } from "./_context.ts";
 
 export default defineCommand({
   meta: {
@@ -22,6 +20,9 @@ Examples:
     },
   },
   async run({ args }) {
+    // Loaded on use: `--help` never pays for config, claims and provider code.
+    const { prepare } = await import("./_context.ts");
+    const { say } = await import("../core/output.ts");
     const dryRun = Boolean(args["dry-run"]);
     const { provider, ctx } = await prepare("cleanup", { args, feature: "cleanup" });
     const outcomes = await (await provider.backend()).cleanup(ctx, {

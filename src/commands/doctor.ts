@@ -4,7 +4,6 @@ import { CrabboxError } from "../core/errors.ts";
 import { doctorJson, doctorOk, doctorText } from "../core/views.ts";
 import { hasFeature } from "../providers/provider.ts";
 import { jsonArg, leaseIdArg, providerArgs } from "./_args.ts";
-import { leaseArgument, prepare } from "./_context.ts";
 
 export default defineCommand({
   meta: {
@@ -18,6 +17,8 @@ Examples:
   },
   args: { ...providerArgs, ...jsonArg, ...leaseIdArg },
   async run({ args }) {
+    // Loaded on use: `--help` never pays for config, claims and provider code.
+    const { leaseArgument, prepare } = await import("./_context.ts");
     const id = leaseArgument("doctor", { id: args.id }, false);
     const config = configPermissionCheck();
     const { provider, selection, lease, ctx } = await prepare("doctor", { args, leaseId: id });

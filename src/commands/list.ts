@@ -1,7 +1,6 @@
 import { defineCommand } from "citty";
 import { listingObject, listingText } from "../core/views.ts";
 import { jsonArg, providerArgs } from "./_args.ts";
-import { prepare } from "./_context.ts";
 
 export default defineCommand({
   meta: {
@@ -19,6 +18,8 @@ Examples:
     remote: { type: "boolean", description: "also list MicroVMs crabbox created that have no local claim" },
   },
   async run({ args }) {
+    // Loaded on use: `--help` never pays for config, claims and provider code.
+    const { prepare } = await import("./_context.ts");
     const { provider, ctx } = await prepare("list", { args });
     const listings = await (await provider.backend()).list(ctx, { remote: Boolean(args.remote) });
     if (args.json) {

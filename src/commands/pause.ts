@@ -1,6 +1,5 @@
 import { defineCommand } from "citty";
 import { leaseArgs, providerArgs } from "./_args.ts";
-import { leaseArgument, prepareLease } from "./_context.ts";
 
 export default defineCommand({
   meta: {
@@ -13,6 +12,8 @@ Examples:
   },
   args: { ...leaseArgs, ...providerArgs },
   async run({ args }) {
+    // Loaded on use: `--help` never pays for config, claims and provider code.
+    const { leaseArgument, prepareLease } = await import("./_context.ts");
     const id = leaseArgument("pause", args, true) as string;
     const { provider, lease, ctx } = await prepareLease("pause", {
       args,

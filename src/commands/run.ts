@@ -4,7 +4,6 @@ import { usageError } from "../core/errors.ts";
 import { requestedSlug } from "../core/slug.ts";
 import type { Provider } from "../providers/provider.ts";
 import { leaseCreationArgs, leaseIdArg, providerArgs, repeatedFlag } from "./_args.ts";
-import { prepare } from "./_context.ts";
 
 /** Upstream options that cannot work here; accepted by the parser only to refuse them with the reason. */
 const unsupportedArgs = {
@@ -83,6 +82,8 @@ Examples:
     ...unsupportedArgs,
   },
   async run({ args, rawArgs, data }) {
+    // Loaded on use: `--help` never pays for config, claims and provider code.
+    const { prepare } = await import("./_context.ts");
     const command = (data as CommandData | undefined)?.rest ?? [];
     const leaseArgument = args.id?.trim() || undefined;
     if (leaseArgument && args.slug !== undefined) {

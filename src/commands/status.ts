@@ -3,7 +3,6 @@ import { parseDuration } from "../core/duration.ts";
 import { usageError } from "../core/errors.ts";
 import { statusJson, statusText } from "../core/views.ts";
 import { jsonArg, leaseArgs, providerArgs } from "./_args.ts";
-import { leaseArgument, prepareLease } from "./_context.ts";
 
 export default defineCommand({
   meta: {
@@ -28,6 +27,8 @@ Examples:
     },
   },
   async run({ args }) {
+    // Loaded on use: `--help` never pays for config, claims and provider code.
+    const { leaseArgument, prepareLease } = await import("./_context.ts");
     const id = leaseArgument("status", args, true) as string;
     const waitTimeoutMs = parseDuration(args["wait-timeout"]);
     if (waitTimeoutMs === undefined || waitTimeoutMs <= 0) {

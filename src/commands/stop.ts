@@ -1,6 +1,5 @@
 import { defineCommand } from "citty";
 import { leaseArgs, providerArgs } from "./_args.ts";
-import { leaseArgument, prepareLease } from "./_context.ts";
 
 export default defineCommand({
   meta: {
@@ -14,6 +13,8 @@ Examples:
   },
   args: { ...leaseArgs, ...providerArgs },
   async run({ args }) {
+    // Loaded on use: `--help` never pays for config, claims and provider code.
+    const { leaseArgument, prepareLease } = await import("./_context.ts");
     const id = leaseArgument("stop", args, true) as string;
     const { provider, lease, ctx } = await prepareLease("stop", { args, leaseId: id });
     await (await provider.backend()).stop(ctx, lease);

@@ -2,7 +2,6 @@ import { defineCommand } from "citty";
 import { formatDuration } from "../core/duration.ts";
 import { requestedSlug } from "../core/slug.ts";
 import { leaseCreationArgs, providerArgs } from "./_args.ts";
-import { prepare } from "./_context.ts";
 
 export default defineCommand({
   meta: {
@@ -24,6 +23,8 @@ Examples:
     },
   },
   async run({ args }) {
+    // Loaded on use: `--help` never pays for config, claims and provider code.
+    const { prepare } = await import("./_context.ts");
     const slug = args.slug === undefined ? undefined : requestedSlug(args.slug);
     const { provider, ctx } = await prepare("warmup", { args });
     const backend = await provider.backend();
