@@ -120,7 +120,7 @@ export function validate(config: ResolvedConfig, command: CommandName): void {
       "AWS Lambda MicroVM image is required; set CRABBOX_AWS_LAMBDA_MICROVM_IMAGE or --aws-lambda-microvm-image",
       {
         exitCode: ExitCode.imageNotConfigured,
-        hint: "or set awsLambdaMicroVM.image in crabbox.yaml; build one as described in docs/config.md",
+        hint: "or set awsLambdaMicroVM.image in your user config or crabbox.yaml (see docs/config.md)",
       },
     );
   }
