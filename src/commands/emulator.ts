@@ -94,9 +94,9 @@ export default defineCommand({
     }
 
     const { startEmulator } = await import("../emulator/server.ts");
-    let emulator: ReturnType<typeof startEmulator>;
+    let emulator: Awaited<ReturnType<typeof startEmulator>>;
     try {
-      emulator = startEmulator({
+      emulator = await startEmulator({
         host: args.host,
         port,
         stateDir: resolve(args["state-dir"] ?? `${stateDir()}/emulator`),

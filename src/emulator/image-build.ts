@@ -13,7 +13,7 @@ import { basename, dirname, join, posix } from "node:path";
 import { parseRunnerDockerfile, type RunnerDockerfile } from "../image/dockerfile.ts";
 import type { Emulator } from "./context.ts";
 import { launchRunner } from "./launch.ts";
-import { signalVm } from "./processes.ts";
+import { killVm } from "./processes.ts";
 import { objectPath } from "./s3.ts";
 import { forgetVm, recordVm } from "./state.ts";
 import type { Backend, ImageRecord, ImageVersion } from "./types.ts";
@@ -228,7 +228,7 @@ async function smokeBoot(emu: Emulator, version: ImageVersion, backend: Backend)
       await pollHook(emu, runner, undefined, 30);
     }
   } finally {
-    signalVm(id, "SIGKILL");
+    await killVm(id, 5000);
     await Promise.race([runner.proc.exited, Bun.sleep(5000)]);
     forgetVm(emu.paths, id);
     rmSync(dir, { recursive: true, force: true });

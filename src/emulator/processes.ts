@@ -113,3 +113,17 @@ export function commandLine(pid: number): string {
     return "";
   }
 }
+
+/**
+ * SIGKILL every process of the VM until none is left (or `ms` passed). A killed process still shows
+ * its environment for a moment while it exits; waiting here is what lets the emulator promise that
+ * no VM process outlives a terminate — or the emulator itself.
+ */
+export async function killVm(id: string, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (signalVm(id, "SIGKILL") === 0) return true;
+    if (Date.now() >= deadline) return false;
+    await Bun.sleep(20);
+  }
+}

@@ -30,11 +30,11 @@ export interface RunningEmulator {
   stop(): Promise<void>;
 }
 
-export function startEmulator(options: EmulatorOptions): RunningEmulator {
+export async function startEmulator(options: EmulatorOptions): Promise<RunningEmulator> {
   claimState(options.stateDir);
   const paths = prepareState(options.stateDir);
   const log = createLog(options.logJson);
-  const reaped = reapLeftovers(paths);
+  const reaped = await reapLeftovers(paths);
   if (reaped > 0) log.note(`reaped ${reaped} leftover MicroVM process(es) of an earlier emulator`);
   const clock = createClock(options.timeScale);
   const faults = new FaultSet(options.faults);

@@ -12,7 +12,7 @@
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { commandLine, isAlive, markedProcesses, signal } from "./processes.ts";
+import { commandLine, isAlive, killVm, markedProcesses } from "./processes.ts";
 
 export interface StatePaths {
   root: string;
@@ -88,16 +88,14 @@ export function forgetVm(paths: StatePaths, microvmId: string): void {
  * in their environment (the recorded pid alone could have been reused by an unrelated process).
  * Then drop the records and the dead VMs' files. Returns how many processes were killed.
  */
-export function reapLeftovers(paths: StatePaths): number {
+export async function reapLeftovers(paths: StatePaths): Promise<number> {
   const ids = readdirSync(paths.vmRecords)
     .filter((name) => name.endsWith(".json"))
     .map((name) => name.slice(0, -".json".length));
   let killed = 0;
-  for (const [, pids] of markedProcesses(ids)) {
-    // SIGKILL needs no SIGCONT first: it also ends stopped (suspended) processes.
-    signal(pids, "SIGKILL");
-    killed += pids.length;
-  }
+  for (const [, pids] of markedProcesses(ids)) killed += pids.length;
+  // SIGKILL needs no SIGCONT first: it also ends stopped (suspended) processes.
+  await Promise.all(ids.map((id) => killVm(id, 5000)));
   for (const id of ids) forgetVm(paths, id);
   rmSync(paths.microvms, { recursive: true, force: true });
   mkdirSync(paths.microvms, { recursive: true, mode: 0o700 });
