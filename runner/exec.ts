@@ -526,6 +526,12 @@ export class ExecRegistry {
     });
   }
 
+  /** Whether `pid` is the shell of a session whose exit Bun has not reported yet. */
+  owns(pid: number): boolean {
+    for (const session of this.sessions.values()) if (session.pid === pid && !session.finished) return true;
+    return false;
+  }
+
   running(): ExecSession[] {
     return [...this.sessions.values()].filter((session) => !session.finished);
   }

@@ -15,6 +15,7 @@ import { ExecRegistry, type ExecSession, isKnownSignal, KILL_GRACE_MS, parseExec
 import { handleFiles } from "./files.ts";
 import { manifestFingerprint } from "./manifest.ts";
 import { runnerPaths } from "./paths.ts";
+import { startOrphanReaper } from "./reaper.ts";
 import type { RunnerState } from "./state.ts";
 import { syncingOverlap } from "./state.ts";
 import { currentManifest, handleManifest, handleSync } from "./sync.ts";
@@ -51,6 +52,7 @@ export async function startRunner(options: RunnerOptions): Promise<RunningRunner
     execs: new ExecRegistry({ paths, heartbeatMs: options.heartbeatMs }),
   };
   if (options.root !== undefined) await mkdir(options.root, { recursive: true });
+  const stopReaper = await startOrphanReaper((pid) => state.execs.owns(pid));
 
   const route = async (request: Request, server: Bun.Server<undefined>): Promise<Response> => {
     const url = new URL(request.url);
@@ -143,6 +145,7 @@ export async function startRunner(options: RunnerOptions): Promise<RunningRunner
     address,
     async stop() {
       await state.execs.stopAll(1000);
+      stopReaper?.();
       await server.stop(true);
     },
   };
