@@ -197,13 +197,12 @@ export class ExecSession {
     this.stdinState = request.stdin ? "waiting" : "none";
     const startedAtMs = Date.now();
     this.emit({ type: "started", execId: id, pid: process.pid, startedAtMs });
-    // Checked often, fired only after heartbeatMs without any event: quiet streams stay alive.
-    this.heartbeatTimer = setInterval(
-      () => {
-        if (Date.now() - this.lastEventAt >= heartbeatMs) this.emit({ type: "heartbeat" });
-      },
-      Math.max(10, Math.floor(heartbeatMs / 4)),
-    );
+    // Checked every quarter interval and fired once the quiet time plus one check could exceed
+    // heartbeatMs, so a quiet stream never goes longer than heartbeatMs without an event.
+    const check = Math.max(10, Math.floor(heartbeatMs / 4));
+    this.heartbeatTimer = setInterval(() => {
+      if (Date.now() - this.lastEventAt >= heartbeatMs - check) this.emit({ type: "heartbeat" });
+    }, check);
     if (request.timeoutSeconds !== undefined) {
       this.timeoutTimer = setTimeout(() => this.stop("timeout"), request.timeoutSeconds * 1000);
     }

@@ -96,6 +96,7 @@ describe("exec", () => {
       command: 'printf "$RUNNER_TEST"; printf stderr-proof >&2; exit 7',
       workdir: W,
       env: { RUNNER_TEST: "stdout-proof" },
+      aFieldFromTheFuture: { ignored: true },
     });
     expect(text(result.stdout)).toBe("stdout-proof");
     expect(text(result.stderr)).toBe("stderr-proof");

@@ -28,6 +28,7 @@ import {
   tarEntries,
   text,
 } from "../fixtures/runner/harness.ts";
+import { walkSync } from "../fixtures/runner/tree.ts";
 
 let runner: TestRunner;
 beforeAll(async () => {
@@ -38,6 +39,7 @@ afterAll(async () => {
 });
 
 const host = (workdir: string, path = "") => join(runner.root, workdir, path);
+const isDir = (path: string, workdir: string) => path === "" || lstatSync(host(workdir, path)).isDirectory();
 const sorted = <T extends { path: string }>(entries: T[]) =>
   [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 
@@ -70,6 +72,13 @@ describe("sync", () => {
     expect(lstatSync(host(W, "src/deep/a.ts")).mode & 0o777).toBe(0o600);
     expect(readlinkSync(host(W, "link-to-readme"))).toBe("README.md");
 
+    // The manifest lives outside the workdir: W holds exactly the synced tree.
+    expect(
+      walkSync(host(W))
+        .map((path) => path.slice(host(W).length + 1))
+        .filter((path) => !isDir(path, W))
+        .sort(),
+    ).toEqual(Object.keys(tree).sort());
     const remote = await manifest(runner, W);
     expect(remote.fingerprint).toBe(fingerprintOf(tree));
     expect(sorted(remote.entries)).toEqual(sorted(manifestOf(tree)));
@@ -99,6 +108,21 @@ describe("sync", () => {
     expect(response.status).toBe(409);
     expect(await response.json()).toMatchObject({ code: "base_mismatch", fingerprint: fingerprintOf(tree) });
     expect(existsSync(host(W, "b.txt"))).toBe(false);
+  });
+
+  test("the base is checked before the body is read", async () => {
+    const W = "/workspace/base-first";
+    expect((await fullSync(W, EMPTY_FINGERPRINT, { "a.txt": { content: "a" } })).status).toBe(200);
+    // A body that never ends: only an answer given before reading it can arrive.
+    const endless = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        await Bun.sleep(50);
+        controller.enqueue(new Uint8Array(512));
+      },
+    });
+    const response = await sync(runner, W, EMPTY_FINGERPRINT, endless);
+    expect(response.status).toBe(409);
+    expect(await response.json()).toMatchObject({ code: "base_mismatch" });
   });
 
   test("files created remotely survive a sync and are reported as unsynced", async () => {
