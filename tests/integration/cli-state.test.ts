@@ -58,11 +58,7 @@ test("concurrent requests for the same slug never share it", async () => {
 function startHolder(command: string[], lockFile: string): Promise<ChildProcess> {
   const child = spawn(command[0] as string, [...command.slice(1), lockFile], {
     cwd: repoRoot,
-    env: {
-      PATH: process.env.PATH ?? "",
-      DENO_NO_UPDATE_CHECK: "1",
-      DENO_DIR: join(repoRoot, ".cache", "deno"),
-    },
+    env: { PATH: process.env.PATH ?? "" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);

@@ -13,7 +13,8 @@ import { type Home, home, repoRoot } from "./cli-harness.ts";
  */
 
 const deno = join(repoRoot, "node_modules", ".bin", "deno");
-const denoEnv = { DENO_NO_UPDATE_CHECK: "1", DENO_DIR: join(repoRoot, ".cache", "deno") };
+// Deno's cache goes to a temp dir of this run: inside the repository, biome would lint it.
+const denoEnv = { DENO_NO_UPDATE_CHECK: "1", DENO_DIR: mkdtempSync(join(tmpdir(), "crabbox-deno-")) };
 const cli = join(repoRoot, "src", "cli.ts");
 
 let h: Home;
@@ -25,7 +26,10 @@ beforeAll(() => {
 afterEach(() => {
   for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
 });
-afterAll(() => h.cleanup());
+afterAll(() => {
+  h.cleanup();
+  rmSync(denoEnv.DENO_DIR, { recursive: true, force: true });
+});
 
 test("deno run -A src/cli.ts --help", async () => {
   const { code, stdout, stderr } = await h.run(["run", "-A", cli, "--help"], {
