@@ -1,7 +1,7 @@
 /**
  * The runner's exec endpoints, black-box over HTTP against a real runner process (`--root <tmp>`).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,6 +20,8 @@ import {
   waitFor,
 } from "../fixtures/runner/harness.ts";
 
+// Real processes on a possibly busy 2-core CI machine: bun test's 5 s default is too tight.
+setDefaultTimeout(30_000);
 const W = "/workspace/crabbox";
 let runner: TestRunner;
 const strays: number[] = [];

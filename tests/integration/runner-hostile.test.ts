@@ -3,7 +3,7 @@
  * sentinel tree outside the workdir — on the host, beside the workdir in the VM root, and at the
  * absolute paths an archive names — must be byte-identical afterwards.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   chmodSync,
   lstatSync,
@@ -32,6 +32,8 @@ import {
 } from "../fixtures/runner/harness.ts";
 import { walkSync } from "../fixtures/runner/tree.ts";
 
+// Real processes on a possibly busy 2-core CI machine: bun test's 5 s default is too tight.
+setDefaultTimeout(30_000);
 const W = "/workspace/hostile";
 let runner: TestRunner;
 let sentinels: string[];

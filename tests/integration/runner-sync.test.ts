@@ -1,7 +1,7 @@
 /**
  * The runner's sync, manifest and files endpoints, black-box over HTTP against a real runner.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   existsSync,
   lstatSync,
@@ -30,6 +30,8 @@ import {
 } from "../fixtures/runner/harness.ts";
 import { walkSync } from "../fixtures/runner/tree.ts";
 
+// Real processes on a possibly busy 2-core CI machine: bun test's 5 s default is too tight.
+setDefaultTimeout(30_000);
 let runner: TestRunner;
 beforeAll(async () => {
   runner = await startRunner();

@@ -3,7 +3,7 @@
  * linux-arm64 runner and a README, and that runner works on arm64 (under qemu-aarch64-static with
  * the Debian arm64 libc: `apt-get install qemu-user-static libc6-arm64-cross`).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,6 +12,9 @@ import { inflateRawSync } from "node:zlib";
 import { repoRoot } from "../../scripts/bun-runtime.ts";
 import { crc32, packageRunner, RUNNER_BINARY_NAME } from "../../scripts/package-runner.ts";
 import { parseRunnerDockerfile } from "../../src/image/dockerfile.ts";
+
+// qemu-user runs a 110 MB Bun binary slowly; bun test's 5 s default is too tight.
+setDefaultTimeout(60_000);
 
 const qemu = spawnSync("sh", ["-c", "command -v qemu-aarch64-static"], { encoding: "utf8" }).stdout.trim();
 const sysroot = "/usr/aarch64-linux-gnu";
