@@ -47,7 +47,9 @@ if (!counts) {
   process.stderr.write(`no junit report at ${junitFile}: the test run did not finish\n`);
   process.exit(result.status || 1);
 }
-process.stdout.write(`${counts.passed} passed, ${counts.failed} failed${counts.skipped ? `, ${counts.skipped} skipped` : ""}\n`);
+process.stdout.write(
+  `${counts.passed} passed, ${counts.failed} failed${counts.skipped ? `, ${counts.skipped} skipped` : ""}\n`,
+);
 if (counts.passed + counts.failed === 0) {
   process.stderr.write(`suite ${suite} ran no tests\n`);
   process.exit(1);

@@ -1,5 +1,3 @@
-import { createConsola } from "consola";
-
 /**
  * Output is a product surface: remote stdout is the user's and goes to stdout untouched; machine
  * JSON (--json) goes to stdout; every line crabbox says about itself goes to stderr.
@@ -7,11 +5,18 @@ import { createConsola } from "consola";
 export const plainOutput: boolean =
   !process.stderr.isTTY || Boolean(process.env.CI) || process.env.NO_COLOR !== undefined;
 
-export const logger = createConsola({
-  stdout: process.stderr,
-  stderr: process.stderr,
-  formatOptions: { date: false, colors: !plainOutput },
-});
+/**
+ * consola, loaded on first use: importing it eagerly costs every command ~50 ms of startup.
+ * Both of its streams are stderr, because stdout belongs to the remote command and to --json.
+ */
+export async function logger() {
+  const { createConsola } = await import("consola");
+  return createConsola({
+    stdout: process.stderr,
+    stderr: process.stderr,
+    formatOptions: { date: false, colors: !plainOutput },
+  });
+}
 
 /** A human line on stderr, exactly as given. */
 export function say(line: string): void {

@@ -47,7 +47,9 @@ describe("assertKnownFlags", () => {
   });
 
   test("camelCase, kebab-case, =values and negations are known", () => {
-    expect(() => assertKnownFlags(["--allow-env=A", "--no-keep", "--slug", "s"], runArgs, "run")).not.toThrow();
+    expect(() =>
+      assertKnownFlags(["--allow-env=A", "--no-keep", "--slug", "s"], runArgs, "run"),
+    ).not.toThrow();
   });
 
   test("a valued flag without its value is a usage error", () => {
