@@ -368,9 +368,11 @@ export class ExecSession {
 
   /** SIGTERM to the group, SIGKILL after the grace (for members that ignore TERM). Idempotent. */
   stop(reason: ExitReason): void {
-    if (this.finished || this.stopReason) return;
+    if (this.stopReason) return;
     this.stopReason = reason;
-    this.signal("SIGTERM");
+    // After the exit, background children may still live in the group: they go too (the exit
+    // event stays what it was). Nothing to signal means nothing is left.
+    if (!this.signal("SIGTERM")) return;
     setTimeout(() => this.signal("SIGKILL"), KILL_GRACE_MS).unref?.();
   }
 
@@ -531,17 +533,14 @@ export class ExecRegistry {
     return false;
   }
 
-  running(): ExecSession[] {
-    return [...this.sessions.values()].filter((session) => !session.finished);
-  }
-
-  /** Stops every running group (runner shutdown): TERM, then KILL after at most `graceMs`. */
+  /** Stops every group, lingering background children of finished execs included (runner shutdown). */
   async stopAll(graceMs: number): Promise<void> {
-    const running = this.running();
-    for (const session of running) session.stop("canceled");
+    const sessions = [...this.sessions.values()];
+    const running = sessions.filter((session) => !session.finished);
+    for (const session of sessions) session.stop("canceled");
     const all = Promise.all(running.map((session) => session.waitForExit()));
-    const timedOut = await Promise.race([all.then(() => false), Bun.sleep(graceMs).then(() => true)]);
-    if (timedOut) for (const session of running) session.signal("SIGKILL");
+    await Promise.race([all, Bun.sleep(graceMs)]);
+    for (const session of sessions) session.signal("SIGKILL");
     await Promise.race([all, Bun.sleep(500)]);
   }
 }

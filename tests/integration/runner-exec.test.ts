@@ -273,6 +273,21 @@ describe("exec", () => {
     expect((await fetch(`${runner.url}/v1/exec/nope`, { method: "DELETE" })).status).toBe(404);
   });
 
+  test("DELETE after the exit still stops background children left in the group", async () => {
+    const result = await exec(runner, {
+      execId: "linger-1",
+      command: "sleep 60 & echo $! > linger.pid",
+      workdir: W,
+    });
+    expect(result.exit?.reason).toBe("exited");
+    const pid = readPid(`${W}/linger.pid`);
+    strays.push(pid);
+    expect(alive(pid)).toBe(true);
+    const deleted = await fetch(`${runner.url}/v1/exec/linger-1`, { method: "DELETE" });
+    expect(await deleted.json()).toMatchObject({ exit: { reason: "exited", exitCode: 0 } });
+    expect(await waitFor(() => !alive(pid))).toBe(true);
+  });
+
   test("timeoutSeconds stops the group with reason timeout", async () => {
     const result = await exec(runner, { command: "sleep 30", workdir: W, timeoutSeconds: 0.5 });
     expect(result.exit).toMatchObject({ reason: "timeout", exitCode: null, signal: "SIGTERM" });
