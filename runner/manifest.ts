@@ -50,8 +50,15 @@ export async function loadManifest(paths: RunnerPaths, workdir: string): Promise
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
   }
-  const parsed = JSON.parse(text) as ManifestFile;
-  return new Map(parsed.entries.map((entry) => [entry.path, entry]));
+  try {
+    const parsed = JSON.parse(text) as ManifestFile;
+    return new Map(parsed.entries.map((entry) => [entry.path, entry]));
+  } catch {
+    // A damaged state file must not wedge the workdir: report it as never synced, so the client
+    // sends everything again (synced entries win over what is on disk).
+    process.stderr.write(`crabbox-runner: manifest of ${workdir} is unreadable; treating it as empty\n`);
+    return undefined;
+  }
 }
 
 /** Atomically replaces the stored manifest (temp file + rename): a crash leaves the old or the new one. */

@@ -52,15 +52,21 @@ function busy(workdir: string, active: string): RunnerError {
   );
 }
 
-/** Loads and refreshes a workdir's manifest, saving it when the disk had changed. */
+/**
+ * Loads and refreshes a workdir's manifest, saving it when the disk had changed. Readers outside a
+ * sync save only while no sync holds the workdir, so a slow refresh can never overwrite the
+ * manifest a sync just wrote.
+ */
 export async function currentManifest(
   state: RunnerState,
   workdir: string,
   hostWorkdir: string,
+  holdsLock = false,
 ): Promise<Manifest | undefined> {
   const manifest = await loadManifest(state.paths, workdir);
-  if (manifest && (await refreshManifest(hostWorkdir, manifest)))
-    await saveManifest(state.paths, workdir, manifest);
+  if (manifest && (await refreshManifest(hostWorkdir, manifest))) {
+    if (holdsLock || !syncingOverlap(state, workdir)) await saveManifest(state.paths, workdir, manifest);
+  }
   return manifest;
 }
 
@@ -104,7 +110,7 @@ export async function handleSync(state: RunnerState, request: Request, url: URL)
   state.syncing.add(workdir);
   try {
     await ensureWorkdir(hostWorkdir, workdir);
-    const manifest = await currentManifest(state, workdir, hostWorkdir);
+    const manifest = await currentManifest(state, workdir, hostWorkdir, true);
     const current = manifestFingerprint(manifest);
     if (current !== base) {
       throw new RunnerError(
