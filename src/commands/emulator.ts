@@ -110,19 +110,9 @@ export default defineCommand({
     } catch (error) {
       throw new CrabboxError(`the emulator could not start: ${(error as Error).message}`);
     }
-    const region = supportedRegion(process.env.AWS_REGION);
-    process.stdout.write(
-      [
-        `crabbox emulator listening on ${emulator.url}`,
-        `export AWS_ENDPOINT_URL_LAMBDA_MICROVMS=${emulator.url}`,
-        `export AWS_ENDPOINT_URL_S3=${emulator.url}`,
-        `export AWS_REGION=${region}`,
-        "",
-      ].join("\n"),
-    );
-    process.stderr.write(`isolation: ${resolved.mode}; state: ${emulator.emulator.paths.root}\n`);
-
-    await new Promise<void>((done) => {
+    // Handlers first: a test may send SIGINT the moment it reads the listening line, and Bun
+    // installs signal handlers asynchronously.
+    const stopped = new Promise<void>((done) => {
       const onSignal = (signal: NodeJS.Signals) => {
         process.stderr.write(`${signal}: terminating every MicroVM\n`);
         process.off("SIGINT", onSignal);
@@ -135,6 +125,19 @@ export default defineCommand({
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
     });
+    await new Promise((tick) => setTimeout(tick, 0));
+    const region = supportedRegion(process.env.AWS_REGION);
+    process.stdout.write(
+      [
+        `crabbox emulator listening on ${emulator.url}`,
+        `export AWS_ENDPOINT_URL_LAMBDA_MICROVMS=${emulator.url}`,
+        `export AWS_ENDPOINT_URL_S3=${emulator.url}`,
+        `export AWS_REGION=${region}`,
+        "",
+      ].join("\n"),
+    );
+    process.stderr.write(`isolation: ${resolved.mode}; state: ${emulator.emulator.paths.root}\n`);
+    await stopped;
     return 0;
   },
 });

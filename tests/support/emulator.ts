@@ -51,7 +51,7 @@ export interface EmulatorOptions {
 export interface TestEmulator {
   url: string;
   port: number;
-  /** Temp dir holding home/, config/, state/ (unless stateDir was given) and log.jsonl. */
+  /** Temp dir holding home/, config/, state/ (unless stateDir was given) and log.jsonl; removed by stop(). */
   dir: string;
   stateDir: string;
   logFile: string;
@@ -133,7 +133,9 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Test
       reject(new Error(`emulator exited with ${code} before listening: ${stderr}`));
     });
   });
+  let finalRecords: RequestRecord[] | undefined;
   const records = (): RequestRecord[] => {
+    if (finalRecords) return finalRecords;
     if (!existsSync(logFile)) return [];
     return readFileSync(logFile, "utf8")
       .split("\n")
@@ -174,7 +176,9 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Test
           } catch {}
         }
         live.delete(emulator);
-        if (options.stateDir === undefined) rmSync(dir, { recursive: true, force: true });
+        // The log outlives the temp dir: tests read records after stop().
+        finalRecords = records();
+        rmSync(dir, { recursive: true, force: true });
         return code;
       })();
       return stopped;
