@@ -5,6 +5,10 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import {
+  EXEC_ID_HEADER,
+  type ExecDeleteResponse,
+  type ExecSignalResponse,
+  type ExecStdinResponse,
   type HealthResponse,
   MAX_EXEC_JSON_BYTES,
   MAX_SYNC_BODY_BYTES,
@@ -99,7 +103,8 @@ export async function startRunner(options: RunnerOptions): Promise<RunningRunner
       }
       if (action === "/stdin" && method === "POST") {
         longLived();
-        return jsonResponse({ execId: session.id, bytes: await session.feedStdin(request.body) });
+        const body: ExecStdinResponse = { execId: session.id, bytes: await session.feedStdin(request.body) };
+        return jsonResponse(body);
       }
       if (action === "/signal" && method === "POST") return postSignal(session, request);
       if (action === undefined && method === "DELETE") {
@@ -188,7 +193,7 @@ async function readJson(request: Request, max: number, what: string): Promise<un
 
 function eventsResponse(session: ExecSession, after: number): Response {
   return new Response(session.subscribe(after), {
-    headers: { "content-type": "application/x-ndjson", "x-crabbox-exec-id": session.id },
+    headers: { "content-type": "application/x-ndjson", [EXEC_ID_HEADER]: session.id },
   });
 }
 
@@ -238,8 +243,12 @@ async function postSignal(session: ExecSession, request: Request): Promise<Respo
   const raw = typeof body?.signal === "string" ? body.signal.toUpperCase() : "";
   const signal = raw.startsWith("SIG") ? raw : `SIG${raw}`;
   if (!isKnownSignal(signal)) throw badRequest(`unsupported signal ${JSON.stringify(body?.signal)}`);
-  const delivered = !session.finished && session.signal(signal);
-  return jsonResponse({ execId: session.id, signal, delivered });
+  const answer: ExecSignalResponse = {
+    execId: session.id,
+    signal,
+    delivered: !session.finished && session.signal(signal),
+  };
+  return jsonResponse(answer);
 }
 
 async function deleteExec(session: ExecSession): Promise<Response> {
@@ -248,5 +257,6 @@ async function deleteExec(session: ExecSession): Promise<Response> {
     session.waitForExit(),
     Bun.sleep(KILL_GRACE_MS + 3000).then(() => undefined),
   ]);
-  return jsonResponse({ execId: session.id, exit: exit ?? null });
+  const answer: ExecDeleteResponse = { execId: session.id, exit: exit ?? null };
+  return jsonResponse(answer);
 }

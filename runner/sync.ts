@@ -12,6 +12,7 @@ import {
   EMPTY_FINGERPRINT,
   MAX_SYNC_BODY_BYTES,
   type ManifestResponse,
+  SYNC_BASE_HEADER,
   SYNC_META_NAME,
   type SyncMeta,
   type SyncResult,
@@ -90,7 +91,7 @@ export async function handleManifest(state: RunnerState, url: URL): Promise<Resp
 export async function handleSync(state: RunnerState, request: Request, url: URL): Promise<Response> {
   const workdir = url.searchParams.get("workdir") ?? "";
   const hostWorkdir = checkWorkdir(state.paths, workdir);
-  const base = request.headers.get("x-crabbox-sync-base");
+  const base = request.headers.get(SYNC_BASE_HEADER);
   if (base === null || (base !== EMPTY_FINGERPRINT && !FINGERPRINT_PATTERN.test(base))) {
     throw badRequest(`X-Crabbox-Sync-Base must be '${EMPTY_FINGERPRINT}' or a lowercase sha256 fingerprint`);
   }

@@ -111,3 +111,30 @@ export const MAX_OUTPUT_CHUNK_BYTES = 64 * 1024;
 export const HEARTBEAT_INTERVAL_MS = 10_000;
 export const DEFAULT_DETACH_GRACE_SECONDS = 60;
 export const EVENT_BUFFER_BYTES = 8 * 1024 * 1024;
+
+/** The final event of every exec stream. */
+export type ExecExitEvent = Extract<ExecEvent, { type: "exit" }>;
+
+/** Request header of POST /v1/sync: the fingerprint the delta was built on (or EMPTY_FINGERPRINT). */
+export const SYNC_BASE_HEADER = "x-crabbox-sync-base";
+/** Response header of exec streams: the exec id (client-chosen or generated). */
+export const EXEC_ID_HEADER = "x-crabbox-exec-id";
+
+/** DELETE /v1/exec/{id}: the exit event once the group is gone (null if it outlived the wait). */
+export interface ExecDeleteResponse {
+  execId: string;
+  exit: ExecExitEvent | null;
+}
+
+/** POST /v1/exec/{id}/signal `{signal}` answer. */
+export interface ExecSignalResponse {
+  execId: string;
+  signal: string;
+  delivered: boolean;
+}
+
+/** POST /v1/exec/{id}/stdin answer: bytes handed to the child before its stdin was closed. */
+export interface ExecStdinResponse {
+  execId: string;
+  bytes: number;
+}
