@@ -38,7 +38,7 @@ rmSync(junitFile, { force: true });
 
 const result = spawnSync(
   process.execPath,
-  ["test", ...paths, "--reporter=junit", `--reporter-outfile=${junitFile}`, ...extra],
+  ["test", ...paths, "--timeout=60000", "--reporter=junit", `--reporter-outfile=${junitFile}`, ...extra],
   { cwd: repoRoot, stdio: "inherit", env: { ...process.env, CRABBOX_REPO_ROOT: repoRoot } },
 );
 
