@@ -214,6 +214,17 @@ describe("MicroVM operations", () => {
     }
   });
 
+  test("a runner that dies while booting terminates the VM with a reason", async () => {
+    await setFaults(["runner-crash@RunMicrovm,count=1"]);
+    const run = await client.send(new RunMicrovmCommand({ imageIdentifier: RUNNER_IMAGE() }));
+    await waitForState(emu, run.microvmId as string, "TERMINATED");
+    const view = await client.send(new GetMicrovmCommand({ microvmIdentifier: run.microvmId }));
+    expect(view.stateReason).toBe("MicroVM application was killed by SIGKILL.");
+    expect(
+      emu.records().some((record) => record.plane === "hook" && record.microvmId === run.microvmId),
+    ).toBe(false);
+  });
+
   test("a shell token needs SHELL_INGRESS", async () => {
     const vm = await runMicrovm(emu);
     const error = await rejection(
@@ -573,6 +584,40 @@ describe("images and S3", () => {
     expect(await rejection(client.send(new GetMicrovmImageCommand({ imageIdentifier: arn })))).toBeInstanceOf(
       ResourceNotFoundException,
     );
+  });
+
+  test("an arm64 runner this host cannot run fails the build with a reason, never the host runner", async () => {
+    const noQemu = await startEmulator({ isolation: "none", env: { CRABBOX_EMULATOR_QEMU: "none" } });
+    const elf = new Uint8Array(64);
+    elf.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
+    new DataView(elf.buffer).setUint16(18, 183, true); // EM_AARCH64
+    const zip = writeZip([
+      { name: "Dockerfile", data: enc.encode(DOCKERFILE) },
+      { name: "runner", data: elf, mode: 0o755 },
+    ]);
+    const path = `${noQemu.dir}/artifact.zip`;
+    await Bun.write(path, zip);
+    const other = noQemu.client();
+    await other.send(
+      new CreateMicrovmImageCommand({
+        name: "arm64-runner",
+        baseImageArn: MANAGED,
+        buildRoleArn: ROLE,
+        codeArtifact: { uri: `file://${path}` },
+      }),
+    );
+    let state = "CREATING";
+    for (let i = 0; i < 100 && state === "CREATING"; i++) {
+      await Bun.sleep(50);
+      state = (await other.send(new GetMicrovmImageCommand({ imageIdentifier: "arm64-runner" })))
+        .state as string;
+    }
+    expect(state).toBe("CREATE_FAILED");
+    const version = await other.send(
+      new GetMicrovmImageVersionCommand({ imageIdentifier: "arm64-runner", imageVersion: "1.0" }),
+    );
+    expect(version.stateReason).toContain("install qemu-user-static and libc6-arm64-cross");
+    expect(await noQemu.stop()).toBe(0);
   });
 
   test("the pre-registered image: versions, status, managed base image", async () => {

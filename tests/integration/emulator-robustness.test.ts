@@ -176,7 +176,7 @@ describe("shutdown and crash recovery", () => {
     const sleeper = pids.find((pid) => commandOf(pid).startsWith("sleep"));
     expect(sleeper).toBeNumber();
 
-    emu.process.kill("SIGKILL");
+    emu.kill("SIGKILL");
     // The runner watches its stdin pipe from the emulator: EOF, it exits.
     expect(await until(() => !alive(runnerPid as number), 10_000)).toBe(true);
 

@@ -68,7 +68,7 @@ for (const isolation of ["bwrap", "ns"] as const) {
       };
       expect(inspect.processes.length).toBeGreaterThanOrEqual(3);
       expect(inspect.processes.map(processState).filter((state) => state !== "T")).toEqual([]);
-      emu.process.kill("SIGKILL");
+      emu.kill("SIGKILL");
       await emu.stop();
       if (isolation === "bwrap") {
         // --die-with-parent: the sandbox dies with the emulator, frozen or not.

@@ -65,6 +65,8 @@ export interface TestEmulator {
   vmProcesses(): number[];
   /** SIGTERM (or `signal`) and wait for exit; returns the exit code. Idempotent. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Send `signal` without waiting or cleaning up (crash tests); call stop() afterwards. */
+  kill(signal: NodeJS.Signals): void;
   /** VM processes still alive right after the emulator exited (stop() then kills them): should be []. */
   survivors(): number[];
 }
@@ -117,7 +119,17 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Test
   child.stderr?.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const exited = new Promise<number | null>((done) => child.on("exit", (code) => done(code)));
+  let stopping = false;
+  const exited = new Promise<number | null>((done) =>
+    child.on("exit", (code, signal) => {
+      // An emulator that dies on its own is a bug worth seeing in the test output.
+      if (!stopping)
+        process.stderr.write(
+          `emulator ${child.pid} exited (${signal ?? code}) unasked:\n${stderr.slice(-4000)}\n`,
+        );
+      done(code);
+    }),
+  );
   const url = await new Promise<string>((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error(`emulator did not start in 30 s: ${stderr}`)), 30_000);
     child.stdout?.on("data", (chunk: Buffer) => {
@@ -164,6 +176,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Test
     vmProcesses: () => [...markedProcesses(vmIds()).values()].flat(),
     stop(signal: NodeJS.Signals = "SIGTERM") {
       stopped ??= (async () => {
+        stopping = true;
         if (child.exitCode === null && child.signalCode === null) child.kill(signal);
         const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
         const code = await exited;
@@ -184,6 +197,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Test
       return stopped;
     },
     survivors: () => survivors,
+    kill(signal: NodeJS.Signals) {
+      stopping = true;
+      child.kill(signal);
+    },
   };
   live.add(emulator);
   return emulator;
