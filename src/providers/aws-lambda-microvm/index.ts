@@ -1,5 +1,4 @@
 import type { ResolvedConfig } from "../../config/resolve.ts";
-import { CrabboxError } from "../../core/errors.ts";
 import type { Provider, ProviderBackend } from "../provider.ts";
 import { spec } from "./spec.ts";
 import { validate } from "./validate.ts";
@@ -9,8 +8,6 @@ export const awsLambdaMicroVM: Provider = {
   scope: (config: ResolvedConfig) => config.aws.region.trim(),
   validate,
   async backend(): Promise<ProviderBackend> {
-    throw new CrabboxError("provider backend not built yet", {
-      hint: "this build parses, validates and resolves leases; the aws-lambda-microvm backend lands with the provider issue",
-    });
+    return (await import("./backend.ts")).backend;
   },
 };

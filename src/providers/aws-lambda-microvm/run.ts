@@ -1,0 +1,472 @@
+import { randomBytes } from "node:crypto";
+import { realpathSync } from "node:fs";
+import { isAbsolute, relative, sep } from "node:path";
+import { type Claim, saveClaim } from "../../core/claims.ts";
+import { formatDuration, humanBytes } from "../../core/duration.ts";
+import {
+  describeForwardedEnv,
+  resolveEnvAllow,
+  selectForwardedEnv,
+  withReservedEnv,
+} from "../../core/env-forward.ts";
+import { CrabboxError, ExitCode, usageError } from "../../core/errors.ts";
+import { argvToShellScript, displayCommand, displayShellArg, shellQuote } from "../../core/shell.ts";
+import { cwdProblem } from "../../protocol/paths.ts";
+import { syncToRunner } from "../../sync/engine.ts";
+import { findRepoRoot } from "../../sync/git.ts";
+import { hashCacheFile, loadHashCache } from "../../sync/hash-cache.ts";
+import { type LocalSnapshot, snapshotCheckout } from "../../sync/snapshot.ts";
+import type { ProviderContext, RunRequest, RunResult } from "../provider.ts";
+import { type ControlPlane, controlPlane, isNotFound, type Microvm } from "./control-plane.ts";
+import { openRunner } from "./data-plane.ts";
+import { type ExecOutcome, execCommand } from "./exec.ts";
+import {
+  createLease,
+  PROVIDER,
+  recordedRunner,
+  reloadLease,
+  terminateOrRecover,
+  touchLease,
+  withLeaseLock,
+  withMicrovmLabels,
+} from "./lease.ts";
+import { createProgress, type Progress } from "./progress.ts";
+import { abortable, checkRunnerProtocol, HEALTH_PROBE_TIMEOUT_MS } from "./readiness.ts";
+import type { RunnerClient } from "./runner-client.ts";
+import { classify, type TimingPhase, timingJson } from "./timing.ts";
+
+/**
+ * `crabbox run`: everything that can fail locally fails before a MicroVM exists (command, --cwd,
+ * env names, the git manifest and its size guard); then a fresh lease is created — or the `--id`
+ * lease is taken under its operation lock — the checkout is delta-synced, the command streamed,
+ * and the exit code is the remote one. A one-shot MicroVM is terminated however the run ends,
+ * Ctrl-C included; `--keep` retains it, `--keep-on-failure` retains it only when sync or the
+ * command failed.
+ */
+
+interface Prepared {
+  script: string;
+  cwd: string;
+  env: Record<string, string>;
+  envSummary: string | undefined;
+  snapshot: LocalSnapshot | undefined;
+  runId: string;
+}
+
+interface SessionResult {
+  exitCode: number;
+  /** Sync or the command failed (what --keep-on-failure keeps a lease for). */
+  failed: boolean;
+  interrupted: boolean;
+}
+
+/** The run's context: the command's context with a reporter that erases the spinner first. */
+interface RunContext extends ProviderContext {
+  progress: Progress;
+  started: number;
+}
+
+/** Errors that came out of the sync phase: --keep-on-failure keeps the lease for them too. */
+const syncFailures = new WeakSet<object>();
+
+function newRunId(): string {
+  return `run_${randomBytes(6).toString("hex")}`;
+}
+
+function realpath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+/** `--cwd` as given (relative to the checkout), else the local cwd's place in the checkout. */
+function remoteCwd(request: RunRequest, localCwd: string, root: string): string {
+  if (request.cwd !== undefined) {
+    const cwd =
+      request.cwd
+        .trim()
+        .replace(/^(\.\/)+/, "")
+        .replace(/\/+$/, "") || ".";
+    const problem = cwdProblem(cwd);
+    if (problem) {
+      throw usageError(
+        `--cwd ${JSON.stringify(request.cwd)}: ${problem}`,
+        "give a directory relative to the synced checkout, e.g. --cwd packages/api",
+      );
+    }
+    return cwd;
+  }
+  const rel = relative(realpath(root), realpath(localCwd));
+  if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) return ".";
+  return sep === "/" ? rel : rel.split(sep).join("/");
+}
+
+async function snapshot(ctx: RunContext): Promise<LocalSnapshot> {
+  const { config, report } = ctx;
+  const root = await findRepoRoot(config.cwd);
+  const cache = await loadHashCache(hashCacheFile(ctx.stateDir, root), root);
+  const snap = await snapshotCheckout({
+    cwd: config.cwd,
+    excludes: config.sync.exclude,
+    includes: config.sync.include,
+    limits: {
+      warnFiles: config.sync.warnFiles,
+      warnBytes: config.sync.warnBytes,
+      failFiles: config.sync.failFiles,
+      failBytes: config.sync.failBytes,
+      allowLarge: config.sync.allowLarge || process.env.CRABBOX_SYNC_ALLOW_LARGE === "1",
+    },
+    cache,
+  });
+  cache.retain(snap.entries.map((entry) => entry.path));
+  await cache.save().catch((error: unknown) => report.debug(`hash cache not saved: ${String(error)}`));
+  for (const warning of snap.manifest.warnings) report.warn(warning);
+  report.info(snap.guard.candidateLine);
+  for (const warning of snap.guard.warnings) report.warn(warning);
+  for (const note of snap.guard.notes) report.info(note);
+  return snap;
+}
+
+/** Local preparation: nothing here touches AWS, so a run that cannot work costs no MicroVM. */
+async function prepareRun(ctx: RunContext, request: RunRequest): Promise<Prepared> {
+  const script = request.shell ? request.command.join(" ") : argvToShellScript(request.command);
+  if (!request.syncOnly && script.trim() === "") throw usageError(`provider=${PROVIDER} requires a command`);
+  const snap = request.sync ? await snapshot(ctx) : undefined;
+  const cwd = remoteCwd(request, ctx.config.cwd, snap?.manifest.root ?? ctx.config.repoRoot);
+  const source = ctx.config.sources["env.allow"]?.source;
+  const allow = resolveEnvAllow({ configAllow: ctx.config.env.allow });
+  const runId = newRunId();
+  const env = withReservedEnv(selectForwardedEnv(process.env, allow.entries), {
+    leaseId: request.leaseArgument ?? "",
+    runId,
+    slug: request.slug ?? "",
+  });
+  // The summary appears only when the user engaged forwarding (--allow-env, CRABBOX_ENV_ALLOW).
+  const explicit = source === "flag" || source === "env";
+  return {
+    script,
+    cwd,
+    env,
+    envSummary: explicit ? describeForwardedEnv(env, allow.entries, PROVIDER) : undefined,
+    snapshot: snap,
+    runId,
+  };
+}
+
+interface SyncStats {
+  ms: number;
+  phases: TimingPhase[];
+  bytesSent: number;
+  written: number;
+  deleted: number;
+}
+
+async function syncWorkdir(
+  ctx: RunContext,
+  runner: RunnerClient,
+  workdir: string,
+  snap: LocalSnapshot,
+): Promise<SyncStats> {
+  const started = performance.now();
+  ctx.progress.phase(`syncing ${snap.guard.files} files (${humanBytes(snap.guard.bytes)})`);
+  try {
+    const outcome = await abortable(
+      syncToRunner({ runner, workdir, snapshot: snap, compression: { encoding: "gzip" } }),
+      ctx.signal,
+    );
+    const ms = performance.now() - started;
+    ctx.progress.stop();
+    ctx.report.info(`sync complete in ${formatDuration(ms)}`);
+    const bytesSent = outcome.counters.bytesOut;
+    return {
+      ms: ms + snap.timings.manifestMs + snap.timings.hashMs,
+      bytesSent,
+      written: outcome.result?.written ?? 0,
+      deleted: outcome.result?.deleted ?? 0,
+      phases: [
+        { name: "manifest", ms: snap.timings.manifestMs },
+        { name: "hash", ms: snap.timings.hashMs },
+        { name: "diff", ms: outcome.timings.diffMs },
+        outcome.uploads === 0
+          ? { name: "upload", skipped: true, reason: "unchanged" }
+          : { name: "upload", ms: outcome.timings.uploadMs, bytes: bytesSent },
+        { name: "aws_lambda_microvm_sync", ms: ms + snap.timings.manifestMs + snap.timings.hashMs },
+      ],
+    };
+  } finally {
+    ctx.progress.stop();
+  }
+}
+
+/** Sync and command on a ready lease; prints the summary and timing lines. */
+async function session(
+  ctx: RunContext,
+  request: RunRequest,
+  prepared: Prepared,
+  lease: { claim: Claim; vm: Microvm; runner: RunnerClient },
+): Promise<SessionResult> {
+  const { report } = ctx;
+  const workdir = ctx.config.awsLambdaMicroVM.workdir.trim();
+  const { claim, runner } = lease;
+  report.info(`provider=${PROVIDER} lease=${claim.leaseID} microvm=${claim.cloudID} workdir=${workdir}`);
+  const timing = {
+    provider: PROVIDER,
+    leaseId: claim.leaseID,
+    slug: claim.slug,
+    syncDelegated: true,
+  };
+  let sync: SyncStats | undefined;
+  try {
+    if (prepared.snapshot) sync = await syncWorkdir(ctx, runner, workdir, prepared.snapshot);
+  } catch (error) {
+    if (ctx.signal.aborted) return { exitCode: ExitCode.interrupted, failed: false, interrupted: true };
+    if (typeof error === "object" && error !== null) syncFailures.add(error);
+    throw error;
+  }
+  const syncFields = {
+    syncMs: sync?.ms ?? 0,
+    syncPhases: sync?.phases ?? [{ name: "sync", skipped: true, reason: "--no-sync" }],
+    syncSkipped: sync === undefined,
+    syncBytesSent: sync?.bytesSent,
+    syncFilesWritten: sync?.written,
+    syncFilesDeleted: sync?.deleted,
+  };
+  if (request.syncOnly) {
+    report.stdout(new TextEncoder().encode(`synced ${workdir}\n`));
+    if (request.timingJson) {
+      report.info(
+        timingJson({
+          ...timing,
+          ...syncFields,
+          commandMs: 0,
+          totalMs: performance.now() - ctx.started,
+          exitCode: 0,
+          runStatus: "succeeded",
+        }),
+      );
+    }
+    return { exitCode: 0, failed: false, interrupted: false };
+  }
+
+  if (prepared.envSummary) report.info(prepared.envSummary);
+  const commandStarted = performance.now();
+  let outcome: ExecOutcome | undefined;
+  let failure: unknown;
+  try {
+    outcome = await execCommand({
+      runner,
+      request: {
+        execId: prepared.runId,
+        command: prepared.script,
+        workdir,
+        cwd: prepared.cwd,
+        env: prepared.env,
+      },
+      report,
+      signal: ctx.signal,
+    });
+  } catch (error) {
+    failure = error;
+  }
+  const commandMs = performance.now() - commandStarted;
+  const totalMs = performance.now() - ctx.started;
+  const exitCode = outcome?.exitCode ?? 1;
+  report.info(
+    `${PROVIDER} run summary sync=${formatDuration(syncFields.syncMs)} command=${formatDuration(commandMs)} total=${formatDuration(totalMs)} exit=${exitCode}`,
+  );
+  if (request.timingJson) {
+    const how = failure ? "error" : outcome?.interrupted ? "interrupted" : "exited";
+    report.info(
+      timingJson({ ...timing, ...syncFields, commandMs, totalMs, exitCode, ...classify(exitCode, how) }),
+    );
+  }
+  if (failure) throw failure;
+  const result = outcome as ExecOutcome;
+  if (result.interrupted) return { exitCode: ExitCode.interrupted, failed: false, interrupted: true };
+  if (result.exitCode !== 0) report.info(`${PROVIDER} run exited ${result.exitCode}`);
+  return { exitCode: result.exitCode, failed: result.exitCode !== 0, interrupted: false };
+}
+
+/** The three lines upstream prints when --keep-on-failure kept a lease. */
+function reportKept(ctx: RunContext, request: RunRequest, prepared: Prepared, claim: Claim): void {
+  const id = claim.slug || claim.leaseID;
+  const command = request.shell
+    ? `--shell ${shellQuote(prepared.script)}`
+    : `-- ${displayCommand(request.command)}`;
+  ctx.report.info(
+    `keep-on-failure: kept lease=${claim.leaseID} slug=${claim.slug || "-"} expires=idle/ttl idle_timeout=${formatDuration(ctx.config.idleTimeout)} ttl=${formatDuration(ctx.config.ttl)}`,
+  );
+  ctx.report.info(`rerun: crabbox run --provider ${PROVIDER} --id ${displayShellArg(id)} ${command}`);
+  ctx.report.info(`stop: crabbox stop --provider ${PROVIDER} ${displayShellArg(id)}`);
+}
+
+/** After a run on a lease that stays: fresh labels (state, last touch, expiry), keep as decided. */
+async function touchKept(ctx: RunContext, claim: Claim, keepLabel: boolean | undefined): Promise<void> {
+  await saveClaim(
+    ctx.stateDir,
+    claim.leaseID,
+    (current) => {
+      const base = current ?? claim;
+      const labels = touchLease(base, "running", ctx.config);
+      if (keepLabel !== undefined) labels.keep = String(keepLabel);
+      return { ...base, labels };
+    },
+    { reclaim: true },
+  ).catch((error: unknown) => ctx.report.warn(`could not update lease ${claim.leaseID}: ${String(error)}`));
+}
+
+function isSyncFailure(error: unknown): boolean {
+  return typeof error === "object" && error !== null && syncFailures.has(error);
+}
+
+async function freshRun(
+  ctx: RunContext,
+  plane: ControlPlane,
+  request: RunRequest,
+  prepared: Prepared,
+): Promise<RunResult> {
+  ctx.progress.phase("provisioning");
+  let lease: Awaited<ReturnType<typeof createLease>>;
+  try {
+    lease = await createLease(ctx, plane, {
+      slug: request.slug,
+      keep: request.keep,
+      onProgress: (text) => ctx.progress.update(text),
+    });
+  } finally {
+    ctx.progress.stop();
+  }
+  const { claim, vm } = lease;
+  ctx.report.info(
+    `leased ${claim.leaseID} slug=${claim.slug} provider=${PROVIDER} microvm=${vm.microvmId} region=${ctx.scope} image_version=${vm.imageVersion}`,
+  );
+  let result: SessionResult | undefined;
+  let failed = true;
+  try {
+    result = await session(ctx, request, prepared, lease);
+    failed = result.failed;
+    if (result.interrupted) throw ctx.signal.reason;
+    return { exitCode: result.exitCode };
+  } catch (error) {
+    failed = !ctx.signal.aborted && (isSyncFailure(error) || failed);
+    throw error;
+  } finally {
+    lease.runner.close();
+    if (request.keep) {
+      await touchKept(ctx, claim, undefined);
+    } else if (request.keepOnFailure && failed && !ctx.signal.aborted) {
+      await touchKept(ctx, claim, true);
+      reportKept(ctx, request, prepared, claim);
+    } else {
+      await terminateOrRecover(ctx, plane, claim.leaseID, vm.microvmId, "release");
+    }
+  }
+}
+
+/** `run --id`: the retained lease, under its operation lock for the whole run. */
+async function reuseRun(
+  ctx: RunContext,
+  plane: ControlPlane,
+  request: RunRequest,
+  prepared: Prepared,
+  lease: Claim,
+): Promise<RunResult> {
+  return withLeaseLock(ctx, lease.leaseID, async () => {
+    let claim = await reloadLease(ctx, lease.leaseID);
+    const vm = await liveMicrovm(ctx, plane, claim);
+    checkImageIdentity(ctx, claim, vm);
+    claim = await saveClaim(
+      ctx.stateDir,
+      claim.leaseID,
+      (current) => {
+        const base = current ?? claim;
+        return {
+          ...base,
+          repoRoot: ctx.config.repoRoot,
+          labels: withMicrovmLabels(touchLease(base, vm.state, ctx.config), vm, ctx.scope),
+        };
+      },
+      { reclaim: request.reclaim },
+    );
+    const runner = openRunner(ctx, plane, vm);
+    try {
+      if (!recordedRunner(claim)) {
+        // A lease made by another crabbox (upstream Go): prove the runner speaks our protocol once.
+        const health = await runner.health({ timeoutMs: HEALTH_PROBE_TIMEOUT_MS, signal: ctx.signal });
+        const protocol = checkRunnerProtocol(claim.leaseID, health);
+        claim = await saveClaim(ctx.stateDir, claim.leaseID, (current) => ({
+          ...(current ?? claim),
+          runner: { protocol, version: health.version ?? "" },
+        }));
+      }
+      let failed = false;
+      try {
+        const result = await session(ctx, request, prepared, { claim, vm, runner });
+        failed = result.failed;
+        if (result.interrupted) throw ctx.signal.reason;
+        return { exitCode: result.exitCode };
+      } catch (error) {
+        failed = !ctx.signal.aborted;
+        throw error;
+      } finally {
+        if (failed && request.keepOnFailure) reportKept(ctx, request, prepared, claim);
+        if (!ctx.signal.aborted) await touchKept(ctx, claim, undefined);
+      }
+    } finally {
+      runner.close();
+    }
+  });
+}
+
+/** The lease's MicroVM as AWS sees it now; gone or ended is exit 4 with the way out. */
+async function liveMicrovm(ctx: RunContext, plane: ControlPlane, claim: Claim): Promise<Microvm> {
+  const hint = `forget it with crabbox stop --provider ${PROVIDER} ${displayShellArg(claim.slug || claim.leaseID)} --aws-lambda-microvm-forget-missing`;
+  let vm: Microvm;
+  try {
+    vm = await plane.getMicrovm(claim.cloudID, ctx.signal);
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+    throw new CrabboxError(`${PROVIDER} lease ${claim.leaseID}: MicroVM ${claim.cloudID} no longer exists`, {
+      exitCode: ExitCode.leaseNotFound,
+      hint,
+      cause: error,
+    });
+  }
+  if (vm.state === "TERMINATED" || vm.state === "TERMINATING") {
+    throw new CrabboxError(
+      `${PROVIDER} lease ${claim.leaseID}: MicroVM ${vm.microvmId} is ${vm.state.toLowerCase()}${vm.stateReason ? ` (${vm.stateReason})` : ""}`,
+      {
+        exitCode: ExitCode.leaseNotFound,
+        hint: `stop it with crabbox stop --provider ${PROVIDER} ${displayShellArg(claim.slug || claim.leaseID)}`,
+      },
+    );
+  }
+  return vm;
+}
+
+/** Upstream's image identity check: a rotated image blocks reuse (status, list and stop still work). */
+function checkImageIdentity(ctx: RunContext, claim: Claim, vm: Microvm): void {
+  const image = (ctx.config.awsLambdaMicroVM.image ?? "").trim();
+  const version = ctx.config.awsLambdaMicroVM.imageVersion?.trim();
+  if (vm.imageArn !== image || (version && vm.imageVersion !== version)) {
+    throw new CrabboxError(`${PROVIDER} image identity mismatch for lease ${claim.leaseID}`, {
+      exitCode: ExitCode.leaseNotFound,
+      hint: `the lease runs ${vm.imageArn} version ${vm.imageVersion}, the config asks for ${image}${version ? ` version ${version}` : ""}; stop it and start a new one`,
+    });
+  }
+}
+
+export async function run(ctx: ProviderContext, request: RunRequest): Promise<RunResult> {
+  const progress = createProgress(ctx.report);
+  const runCtx: RunContext = { ...ctx, report: progress.report, progress, started: performance.now() };
+  try {
+    const prepared = await prepareRun(runCtx, request);
+    const plane = await controlPlane(runCtx);
+    if (request.lease) return await reuseRun(runCtx, plane, request, prepared, request.lease);
+    return await freshRun(runCtx, plane, request, prepared);
+  } finally {
+    progress.stop();
+  }
+}
