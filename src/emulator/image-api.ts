@@ -219,7 +219,7 @@ function validateHooks(v: Violations, value: Json | undefined): Hooks | undefine
 }
 
 /** Validate a Create/Update body into a version configuration (both take the same members). */
-function imageConfig(emu: Emulator, ctx: RequestContext, v: Violations): ImageConfig {
+function imageConfig(ctx: RequestContext, v: Violations): ImageConfig {
   const { body } = ctx;
   const baseImageArn = v.string(body.baseImageArn, "baseImageArn", { required: true, min: 1, max: 2048 });
   const buildRoleArn = v.string(body.buildRoleArn, "buildRoleArn", {
@@ -298,7 +298,6 @@ function imageConfig(emu: Emulator, ctx: RequestContext, v: Violations): ImageCo
       "codeArtifact.uri must be an S3 object URI (s3://bucket/key) or, in the emulator, file:///path.zip",
     );
   }
-  void emu;
   return compact({
     baseImageArn: baseImageArn as string,
     buildRoleArn: buildRoleArn as string,
@@ -370,7 +369,7 @@ export function createMicrovmImage(emu: Emulator, ctx: RequestContext): HandlerR
     const version = again.versions[0];
     return { status: 201, body: version ? imageWithVersion(again, version) : imageSummary(again) };
   }
-  const config = imageConfig(emu, ctx, v);
+  const config = imageConfig(ctx, v);
   const arn = imageArn(ctx.region, ctx.account, name as string);
   const existing = emu.registry.images.get(arn);
   if (existing && existing.state !== "DELETED") {
@@ -415,7 +414,7 @@ export function updateMicrovmImage(emu: Emulator, ctx: RequestContext): HandlerR
     return { status: 200, body: version ? imageWithVersion(again, version) : imageSummary(again) };
   }
   const image = requireImage(emu, ctx);
-  const config = imageConfig(emu, ctx, new Violations());
+  const config = imageConfig(ctx, new Violations());
   if (image.state === "CREATING" || image.state === "UPDATING" || image.state === "DELETING") {
     throw conflict(
       `MicroVM image ${image.arn} is ${image.state}; wait until it settles.`,

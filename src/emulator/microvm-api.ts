@@ -3,7 +3,7 @@
  * two token mints. Validation order and wording follow reference §1.3; state rules follow §2.6.
  */
 import { join } from "node:path";
-import { ACCOUNT_ID, type Emulator } from "./context.ts";
+import type { Emulator } from "./context.ts";
 import { findImage, parseImageArn } from "./image-api.ts";
 import { Microvm } from "./microvm.ts";
 import { paginate } from "./pagination.ts";
@@ -36,8 +36,8 @@ export function findMicrovm(emu: Emulator, ctx: RequestContext): Microvm {
 }
 
 /** GetMicrovm / RunMicrovm's 13 members; never the runHookPayload (AWS cannot echo it back). */
-export function microvmView(emu: Emulator, vm: Microvm, lagMs = 0) {
-  const endpointFault = emu.faults.take("endpoint", "GetMicrovm");
+export function microvmView(emu: Emulator, vm: Microvm, op: "RunMicrovm" | "GetMicrovm", lagMs = 0) {
+  const endpointFault = emu.faults.take("endpoint", op);
   return compact({
     microvmId: vm.id,
     state: lagMs > 0 ? vm.stateAt(lagMs) : vm.state,
@@ -166,7 +166,7 @@ export function runMicrovm(emu: Emulator, ctx: RequestContext): HandlerResult {
         );
       }
       const vm = emu.registry.vms.get(previous.result);
-      if (vm) return { status: 200, body: microvmView(emu, vm), microvmId: vm.id };
+      if (vm) return { status: 200, body: microvmView(emu, vm, "RunMicrovm"), microvmId: vm.id };
       throw microvmNotFound(previous.result);
     }
   }
@@ -235,16 +235,17 @@ export function runMicrovm(emu: Emulator, ctx: RequestContext): HandlerResult {
   emu.registry.byLabel.set(label, vm);
   if (tokenKey) emu.registry.idempotency.set(tokenKey, { fingerprint: print, result: microvmId });
   vm.start();
-  const view = microvmView(emu, vm);
-  const endpointFault = emu.faults.take("endpoint", "RunMicrovm");
-  if (endpointFault) view.endpoint = String(endpointFault.value);
-  return { status: 200, body: view, microvmId };
+  return { status: 200, body: microvmView(emu, vm, "RunMicrovm"), microvmId };
 }
 
 export function getMicrovm(emu: Emulator, ctx: RequestContext): HandlerResult {
   const vm = findMicrovm(emu, ctx);
   const lag = emu.faults.take("state-lag-ms", "GetMicrovm");
-  return { status: 200, body: microvmView(emu, vm, lag ? Number(lag.value) : 0), microvmId: vm.id };
+  return {
+    status: 200,
+    body: microvmView(emu, vm, "GetMicrovm", lag ? Number(lag.value) : 0),
+    microvmId: vm.id,
+  };
 }
 
 export function listMicrovms(emu: Emulator, ctx: RequestContext): HandlerResult {
@@ -406,5 +407,3 @@ export async function createMicrovmShellAuthToken(
   });
   return { status: 200, body: { authToken: { "X-aws-proxy-auth": token } }, microvmId: vm.id };
 }
-
-export { ACCOUNT_ID };

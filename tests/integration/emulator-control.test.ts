@@ -225,6 +225,21 @@ describe("MicroVM operations", () => {
     ).toBe(false);
   });
 
+  test("state-lag-ms and endpoint faults shape GetMicrovm answers", async () => {
+    const vm = await runMicrovm(emu);
+    await setFaults([
+      "state-lag-ms=60000@GetMicrovm,count=1",
+      "endpoint=evil.example.com@GetMicrovm,count=1",
+    ]);
+    const lagged = await client.send(new GetMicrovmCommand({ microvmIdentifier: vm.microvmId }));
+    expect(lagged.state).toBe("PENDING");
+    expect(lagged.endpoint).toBe("evil.example.com");
+    const fresh = await client.send(new GetMicrovmCommand({ microvmIdentifier: vm.microvmId }));
+    expect(fresh.state).toBe("RUNNING");
+    expect(fresh.endpoint).toBe(vm.endpoint);
+    await client.send(new TerminateMicrovmCommand({ microvmIdentifier: vm.microvmId }));
+  });
+
   test("a shell token needs SHELL_INGRESS", async () => {
     const vm = await runMicrovm(emu);
     const error = await rejection(
