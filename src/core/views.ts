@@ -61,6 +61,13 @@ function pad(text: string, width: number): string {
 
 export function listingText(listing: LeaseListing): string {
   const labels = listing.labels;
+  // An orphan (list --remote) has no lease, slug or keep label; its age is what tells a user about it.
+  if (labels.orphan === "true") {
+    return (
+      `${pad(listing.cloudId, 20)} ${pad(listing.name, 28)} ${pad(listing.status, 12)} ${pad(listing.imageVersion, 14)} ` +
+      `${pad(listing.endpoint, 15)} orphan=true age=${labels.age ?? "-"}`
+    );
+  }
   return (
     `${pad(listing.cloudId, 20)} ${pad(listing.name, 28)} ${pad(listing.status, 12)} ${pad(listing.imageVersion, 14)} ` +
     `${pad(listing.endpoint, 15)} lease=${labels.lease ?? ""} slug=${labels.slug || "-"} keep=${labels.keep ?? ""} target=${labels.target ?? ""}`
