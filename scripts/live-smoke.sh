@@ -120,7 +120,7 @@ step initial_run run --provider "$provider" --keep --slug "$slug" \
 code=$?
 # The lease exists once the claim does, even if the command failed: stop it on the way out.
 grep -q "$slug" "$out" && created=1
-[[ "$code" == 0 ]] || { [[ "$created" == 1 ]] && verdict diagnostic_only initial_run_failed 1; fail initial_run_failed; }
+[[ "$code" == 0 ]] || fail initial_run_failed
 grep -q LAMBDA_MICROVM_SYNC_OK "$out" || verdict diagnostic_only sync_proof_missing 1
 
 step status_running status --provider "$provider" --id "$slug" --wait --json || fail status_failed
