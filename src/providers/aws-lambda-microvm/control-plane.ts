@@ -221,10 +221,17 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...(emulator ? { credentials: { accessKeyId: "AKIDCRABBOXEMULATOR", secretAccessKey: "emulator" } } : {}),
   });
 
-  async function call<T>(operation: string, target: string | undefined, fn: () => Promise<T>): Promise<T> {
+  async function call<T>(
+    operation: string,
+    target: string | undefined,
+    signal: AbortSignal | undefined,
+    fn: () => Promise<T>,
+  ): Promise<T> {
     try {
       return await fn();
     } catch (error) {
+      // Cancelled by the caller (Ctrl-C, a deadline): that reason, not the SDK's AbortError.
+      if (signal?.aborted) throw wrapError(operation, target, signal.reason, emulator);
       throw wrapError(operation, target, error, emulator);
     }
   }
@@ -236,19 +243,19 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     emulator,
     timeScale,
     runMicrovm: (input, signal) =>
-      call("RunMicrovm", input.clientToken, async () =>
+      call("RunMicrovm", input.clientToken, signal, async () =>
         microvmOf(
           await client.send(new sdk.RunMicrovmCommand(input as RunMicrovmCommandInput), opts(signal)),
         ),
       ),
     getMicrovm: (microvmId, signal) =>
-      call("GetMicrovm", microvmId, async () =>
+      call("GetMicrovm", microvmId, signal, async () =>
         microvmOf(
           await client.send(new sdk.GetMicrovmCommand({ microvmIdentifier: microvmId }), opts(signal)),
         ),
       ),
     listMicrovms: (filter = {}, signal) =>
-      call("ListMicrovms", filter.imageIdentifier, async () => {
+      call("ListMicrovms", filter.imageIdentifier, signal, async () => {
         const items: MicrovmSummary[] = [];
         let nextToken: string | undefined;
         do {
@@ -276,19 +283,19 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         return filter.limit === undefined ? items : items.slice(0, filter.limit);
       }),
     terminateMicrovm: (microvmId, signal) =>
-      call("TerminateMicrovm", microvmId, async () => {
+      call("TerminateMicrovm", microvmId, signal, async () => {
         await client.send(new sdk.TerminateMicrovmCommand({ microvmIdentifier: microvmId }), opts(signal));
       }),
     suspendMicrovm: (microvmId, signal) =>
-      call("SuspendMicrovm", microvmId, async () => {
+      call("SuspendMicrovm", microvmId, signal, async () => {
         await client.send(new sdk.SuspendMicrovmCommand({ microvmIdentifier: microvmId }), opts(signal));
       }),
     resumeMicrovm: (microvmId, signal) =>
-      call("ResumeMicrovm", microvmId, async () => {
+      call("ResumeMicrovm", microvmId, signal, async () => {
         await client.send(new sdk.ResumeMicrovmCommand({ microvmIdentifier: microvmId }), opts(signal));
       }),
     createAuthToken: (microvmId, signal) =>
-      call("CreateMicrovmAuthToken", microvmId, async () => {
+      call("CreateMicrovmAuthToken", microvmId, signal, async () => {
         const requestedAt = now();
         const output = await client.send(
           new sdk.CreateMicrovmAuthTokenCommand({
