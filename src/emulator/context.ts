@@ -50,6 +50,8 @@ export interface Emulator {
   tokens: TokenAuthority;
   paths: StatePaths;
   supervisor: SupervisorContext;
+  /** Ids (VM markers) of image builds smoke-booting a runner right now. */
+  builds: Set<string>;
 }
 
 export function imageArn(region: string, account: string, name: string): string {

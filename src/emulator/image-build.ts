@@ -218,6 +218,7 @@ async function smokeBoot(emu: Emulator, version: ImageVersion, backend: Backend)
     testEcho: false,
   });
   recordVm(emu.paths, { microvmId: id, pid: runner.proc.pid, startedAt: new Date().toISOString() });
+  emu.builds.add(id);
   try {
     const hooks = version.config.hooks?.microvmImageHooks;
     if (hooks?.ready === "ENABLED") {
@@ -228,6 +229,7 @@ async function smokeBoot(emu: Emulator, version: ImageVersion, backend: Backend)
       await pollHook(emu, runner, undefined, 30);
     }
   } finally {
+    emu.builds.delete(id);
     await killVm(id, 5000);
     await Promise.race([runner.proc.exited, Bun.sleep(5000)]);
     forgetVm(emu.paths, id);

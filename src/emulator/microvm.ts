@@ -5,6 +5,7 @@
  */
 
 import { rmSync } from "node:fs";
+import { join } from "node:path";
 import type { Hooks } from "@aws-sdk/client-lambda-microvms";
 import type { Clock } from "./clock.ts";
 import type { FaultSet } from "./faults.ts";
@@ -359,7 +360,11 @@ export class Microvm {
       forgetVm(this.ctx.paths, this.id);
       rmSync(runner.socketDir, { recursive: true, force: true });
     }
-    rmSync(this.dir, { recursive: true, force: true });
+    // The VM's files go; its console.log stays until the VM is forgotten, for post-mortems.
+    for (const sub of ["root", "nsroot"]) rmSync(join(this.dir, sub), { recursive: true, force: true });
+    if (this.stateReason && !this.wasRunning && runner) {
+      this.ctx.log.note(`[${this.id}] runner output: ${join(this.dir, "console.log")}`);
+    }
     this.terminatedAt = Date.now();
     this.setState("TERMINATED");
   }

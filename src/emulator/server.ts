@@ -4,6 +4,8 @@
  * `/2017-03-31/…` to the control plane; `/_emulator/…` to the test API (with --test-api); anything
  * else is S3, path-style (or virtual-hosted on `<bucket>.localhost`).
  */
+
+import { rmSync } from "node:fs";
 import type { Server } from "bun";
 import { createClock } from "./clock.ts";
 import type { Emulator, EmulatorOptions } from "./context.ts";
@@ -11,7 +13,7 @@ import { dataPlaneHost, handleDataPlane } from "./dataplane.ts";
 import { FaultSet, FaultSpecError } from "./faults.ts";
 import { seedImages } from "./image-api.ts";
 import { createLog } from "./log.ts";
-import { vmProcesses } from "./processes.ts";
+import { killVm, vmProcesses } from "./processes.ts";
 import { handleControl } from "./router.ts";
 import { handleS3 } from "./s3.ts";
 import { claimState, prepareState, reapLeftovers, releaseState } from "./state.ts";
@@ -41,6 +43,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
   const emu: Emulator = {
     options,
     registry: { vms: new Map(), byLabel: new Map(), images: new Map(), idempotency: new Map() },
+    builds: new Set(),
     clock,
     log,
     faults,
@@ -75,6 +78,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
       ) {
         emu.registry.vms.delete(id);
         emu.registry.byLabel.delete(vm.spec.endpoint.split(".")[0] as string);
+        rmSync(vm.dir, { recursive: true, force: true });
       }
     }
   }, sweepMs);
@@ -92,6 +96,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
         const all = [...emu.registry.vms.values()].map((vm) =>
           vm.requestTerminate("The emulator shut down."),
         );
+        // Image builds smoke-booting a runner right now: their processes go too.
+        all.push(...[...emu.builds].map((id) => killVm(id, 5000)));
         await Promise.race([Promise.allSettled(all), Bun.sleep(SHUTDOWN_GRACE_MS)]);
         await server.stop(true);
         releaseState(paths);

@@ -8,8 +8,19 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SuspendMicrovmCommand, TerminateMicrovmCommand } from "@aws-sdk/client-lambda-microvms";
-import { execIn, runMicrovm, startEmulator, stopAllEmulators, waitForState } from "../support/emulator.ts";
+import {
+  ResumeMicrovmCommand,
+  SuspendMicrovmCommand,
+  TerminateMicrovmCommand,
+} from "@aws-sdk/client-lambda-microvms";
+import {
+  dataFetch,
+  execIn,
+  runMicrovm,
+  startEmulator,
+  stopAllEmulators,
+  waitForState,
+} from "../support/emulator.ts";
 
 const temps: string[] = [];
 afterAll(async () => {
@@ -68,6 +79,13 @@ for (const isolation of ["bwrap", "ns"] as const) {
       };
       expect(inspect.processes.length).toBeGreaterThanOrEqual(3);
       expect(inspect.processes.map(processState).filter((state) => state !== "T")).toEqual([]);
+      // Thawed, the sandboxed runner serves again (auto-resume is off: resume explicitly).
+      await emu.client().send(new ResumeMicrovmCommand({ microvmIdentifier: vm.microvmId }));
+      await waitForState(emu, vm.microvmId, "RUNNING");
+      expect(inspect.processes.map(processState).filter((state) => state === "T")).toEqual([]);
+      expect((await dataFetch(emu, vm, "/health")).status).toBe(200);
+      await emu.client().send(new SuspendMicrovmCommand({ microvmIdentifier: vm.microvmId }));
+      await waitForState(emu, vm.microvmId, "SUSPENDED");
       emu.kill("SIGKILL");
       await emu.stop();
       if (isolation === "bwrap") {
