@@ -24,7 +24,11 @@ const FRAMES = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "
 const TICK_MS = 100;
 const encoder = new TextEncoder();
 
-export function createProgress(base: Reporter, enabled: boolean = !plainOutput): Progress {
+export function createProgress(
+  base: Reporter,
+  enabled: boolean = !plainOutput,
+  columns: () => number = () => process.stderr.columns || 80,
+): Progress {
   let text: string | undefined;
   let since = 0;
   let frame = 0;
@@ -40,7 +44,11 @@ export function createProgress(base: Reporter, enabled: boolean = !plainOutput):
     if (text === undefined) return;
     frame = (frame + 1) % FRAMES.length;
     const elapsed = formatDuration(Math.floor((performance.now() - since) / 100) * 100);
-    base.stderr(encoder.encode(`\r\x1b[2K${FRAMES[frame]} ${text} ${elapsed}`));
+    // A line that wraps could not be erased with one \r: cut it to the terminal's width.
+    const width = Math.max(20, columns() - 1);
+    const line = `${FRAMES[frame]} ${text} ${elapsed}`;
+    const shown = line.length > width ? `${line.slice(0, width - 1)}…` : line;
+    base.stderr(encoder.encode(`\r\x1b[2K${shown}`));
     drawn = true;
   };
   const around =
