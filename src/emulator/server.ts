@@ -53,18 +53,26 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
   };
   seedImages(emu);
 
-  const server = Bun.serve({
-    hostname: options.host,
-    port: options.port,
-    // Control and S3 requests are short; the data plane lifts the limit per request.
-    idleTimeout: 120,
-    maxRequestBodySize: 8 * 1024 * 1024 * 1024,
-    fetch: (req, srv) => route(emu, req, srv),
-    error: (error) => {
-      log.note(`[emulator] request failed: ${String(error)}`);
-      return new Response("internal error", { status: 500 });
-    },
-  });
+  let server: Server<unknown>;
+  try {
+    server = Bun.serve({
+      hostname: options.host,
+      port: options.port,
+      // Control and S3 requests are short; the data plane lifts the limit per request.
+      idleTimeout: 120,
+      maxRequestBodySize: 8 * 1024 * 1024 * 1024,
+      fetch: (req, srv) => route(emu, req, srv),
+      error: (error) => {
+        log.note(`[emulator] request failed: ${String(error)}`);
+        return new Response("internal error", { status: 500 });
+      },
+    });
+  } catch (error) {
+    releaseState(paths);
+    const code = (error as { code?: string }).code;
+    if (code === "EADDRINUSE") throw new Error(`${options.host}:${options.port} is in use (try --port 0)`);
+    throw error;
+  }
 
   const sweepMs = Math.min(250, Math.max(20, 250 * options.timeScale));
   const sweep = setInterval(() => {

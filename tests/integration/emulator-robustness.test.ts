@@ -89,6 +89,13 @@ describe("command line", () => {
     expect(await emu.stop()).toBe(0);
   });
 
+  test("a non-loopback --host warns", async () => {
+    const emu = await startEmulator({ isolation: "none", args: ["--host", "0.0.0.0"] });
+    expect(emu.url).toStartWith("http://0.0.0.0:");
+    expect(await until(() => emu.stderr().includes("warning: listening on 0.0.0.0"), 5000)).toBe(true);
+    expect(await emu.stop()).toBe(0);
+  });
+
   test("stdout is exactly the listening line and the exports", async () => {
     const home = mkdtempSync(join(tmpdir(), "crabbox-emu-cli-"));
     temps.push(home);
