@@ -13,7 +13,7 @@ import { basename, dirname, join, posix } from "node:path";
 import { parseRunnerDockerfile, type RunnerDockerfile } from "../image/dockerfile.ts";
 import type { Emulator } from "./context.ts";
 import { launchRunner } from "./launch.ts";
-import { killVm } from "./processes.ts";
+import { killVm, untrackGroup } from "./processes.ts";
 import { objectPath } from "./s3.ts";
 import { forgetVm, recordVm } from "./state.ts";
 import type { Backend, ImageRecord, ImageVersion } from "./types.ts";
@@ -231,6 +231,7 @@ async function smokeBoot(emu: Emulator, version: ImageVersion, backend: Backend)
   } finally {
     emu.builds.delete(id);
     await killVm(id, 5000);
+    untrackGroup(id);
     await Promise.race([runner.proc.exited, Bun.sleep(5000)]);
     forgetVm(emu.paths, id);
     rmSync(dir, { recursive: true, force: true });

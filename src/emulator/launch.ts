@@ -10,7 +10,7 @@ import { closeSync, mkdirSync, openSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { type IsolationMode, sandboxArgv } from "./isolation.ts";
-import { VM_MARKER } from "./processes.ts";
+import { trackGroup, VM_MARKER } from "./processes.ts";
 import { hostRunner } from "./runner-command.ts";
 import type { Backend } from "./types.ts";
 
@@ -91,6 +91,7 @@ export function launchRunner(options: LaunchOptions): RunnerProcess {
       stderr: consoleFd,
       detached: true,
     });
+    trackGroup(options.id, proc.pid);
     return { proc, socket, socketDir, workspace };
   } finally {
     closeSync(consoleFd);

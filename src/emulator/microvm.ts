@@ -12,7 +12,7 @@ import type { FaultSet } from "./faults.ts";
 import type { IsolationMode } from "./isolation.ts";
 import { answers, callHook, type HookResult, launchRunner, type RunnerProcess } from "./launch.ts";
 import type { EmulatorLog } from "./log.ts";
-import { killVm, signalVm } from "./processes.ts";
+import { killVm, signalVm, untrackGroup } from "./processes.ts";
 import { forgetVm, recordVm, type StatePaths } from "./state.ts";
 import type { IdlePolicy, ImageRecord, ImageVersion, MicrovmState } from "./types.ts";
 
@@ -358,6 +358,7 @@ export class Microvm {
       await Promise.race([this.exited, Bun.sleep(5000)]);
       if (!(await killVm(this.id, 5000))) this.ctx.log.note(`[${this.id}] some processes would not die`);
       forgetVm(this.ctx.paths, this.id);
+      untrackGroup(this.id);
       rmSync(runner.socketDir, { recursive: true, force: true });
     }
     // The VM's files go; its console.log stays until the VM is forgotten, for post-mortems.

@@ -4,7 +4,7 @@
  * environment carries `CRABBOX_EMULATOR_VM=<id>` (inherited from the runner) or that live in one of
  * the VM's pid namespaces (which also catches a child that cleared its environment). Never by name.
  */
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 
 export const VM_MARKER = "CRABBOX_EMULATOR_VM";
 
@@ -54,8 +54,29 @@ export function markedProcesses(ids: Iterable<string>): Map<string, number[]> {
   return found;
 }
 
+/**
+ * Without /proc (macOS) there is no environment to read: a VM is reduced to its runner's process
+ * group (the runner is spawned detached, so the group is its own). Exec children that start their
+ * own groups escape suspend there; docs/emulator.md says so.
+ */
+const hasProc = process.platform === "linux" && existsSync("/proc/self/environ");
+const groups = new Map<string, number>();
+
+export function trackGroup(id: string, pgid: number): void {
+  groups.set(id, pgid);
+}
+
+export function untrackGroup(id: string): void {
+  groups.delete(id);
+}
+
 /** Marker processes of one VM plus every process in the private pid namespaces they live in. */
 export function vmProcesses(id: string): number[] {
+  if (!hasProc) {
+    const group = groups.get(id);
+    // A negative pid addresses the whole process group in kill(2).
+    return group !== undefined && isAlive(-group) ? [-group] : [];
+  }
   const marked = markedProcesses([id]).get(id) ?? [];
   const own = pidNamespace("self");
   const namespaces = new Set(
