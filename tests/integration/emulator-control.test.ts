@@ -62,6 +62,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await stopAllEmulators();
+  expect(emu.survivors()).toEqual([]);
 });
 
 async function setFaults(faults: string[]): Promise<void> {
