@@ -13,6 +13,7 @@ import {
   type Microvm,
   type RunMicrovmInput,
 } from "./control-plane.ts";
+import { forgetToken } from "./data-plane.ts";
 import {
   type ClaimView,
   claimViews,
@@ -23,7 +24,6 @@ import {
 } from "./list.ts";
 import { spec } from "./spec.ts";
 import { isTerminal } from "./status.ts";
-import { createTokenCache, tokenCacheDir } from "./token-cache.ts";
 
 /**
  * `crabbox cleanup [--dry-run] [--orphans]` (upstream §2.8, §3.7, plus the crash window upstream
@@ -163,12 +163,11 @@ async function terminateLease(ctx: ProviderContext, plane: ControlPlane, claim: 
   } catch (error) {
     if (!isNotFound(error)) throw error;
   }
-  await forgetLease(ctx, claim);
+  await forgetLease(ctx, plane, claim);
 }
 
-async function forgetLease(ctx: ProviderContext, claim: Claim): Promise<void> {
-  if (claim.cloudID)
-    await createTokenCache({ dir: tokenCacheDir(process.env, ctx.stateDir) }).delete(claim.cloudID);
+async function forgetLease(ctx: ProviderContext, plane: ControlPlane, claim: Claim): Promise<void> {
+  if (claim.cloudID) await forgetToken(ctx, plane, claim.cloudID);
   await removeClaim(ctx.stateDir, claim.leaseID);
   ctx.report.info(`released lease=${claim.leaseID} microvm=${claim.cloudID || "-"}`);
 }
@@ -205,7 +204,7 @@ async function act(
     if (current.revision !== claim.revision) return "changed while cleaning up; run cleanup again";
     if (action === "replay") await replayAndTerminate(ctx, plane, current);
     else if (action === "terminate") await terminateLease(ctx, plane, current);
-    else await forgetLease(ctx, current);
+    else await forgetLease(ctx, plane, current);
     return undefined;
   } finally {
     lock.release();
@@ -276,7 +275,7 @@ async function sweepOrphans(
     if (outcome.action === "skip" || dryRun) continue;
     try {
       await plane.terminateMicrovm(id, ctx.signal);
-      await createTokenCache({ dir: tokenCacheDir(process.env, ctx.stateDir) }).delete(id);
+      await forgetToken(ctx, plane, id);
       ctx.report.info(`terminated orphan microvm=${id}`);
     } catch (error) {
       if (isNotFound(error)) continue;

@@ -4,8 +4,9 @@ import { acquireLock } from "../../core/lock.ts";
 import { operationLockFile } from "../../core/paths.ts";
 import type { ProviderContext } from "../provider.ts";
 import { type ControlPlane, type ControlPlaneError, controlPlane, type Microvm } from "./control-plane.ts";
+import { sleep } from "./readiness.ts";
 import { spec } from "./spec.ts";
-import { getLeaseMicrovm, isTerminal, pollInterval, sleep } from "./status.ts";
+import { getLeaseMicrovm, isTerminal, pollInterval } from "./status.ts";
 
 /**
  * `crabbox pause` / `crabbox resume` (upstream §2.7): SuspendMicrovm / ResumeMicrovm under the

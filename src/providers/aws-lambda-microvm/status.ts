@@ -3,6 +3,7 @@ import { CrabboxError, ExitCode } from "../../core/errors.ts";
 import type { LeaseStatus, ProviderContext, StatusRequest } from "../provider.ts";
 import { type ControlPlane, controlPlane, isNotFound, type Microvm } from "./control-plane.ts";
 import { leaseLabels } from "./list.ts";
+import { sleep } from "./readiness.ts";
 import { spec } from "./spec.ts";
 
 /**
@@ -19,25 +20,6 @@ const POLL_MS = 2000;
 
 export function isTerminal(state: string): boolean {
   return TERMINAL_STATES.has(state.toUpperCase());
-}
-
-/** Sleeps `ms`, or throws the abort reason (Ctrl-C is exit 130) as soon as `signal` fires. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 /** The poll interval: short first (most transitions are quick), then upstream's 2 s, time-scaled. */
