@@ -202,7 +202,10 @@ export class Microvm {
     this.exited = proc.exited.then((code) =>
       this.onExit(code, proc.signalCode ? String(proc.signalCode) : null),
     );
-    if (faults.take("runner-crash", "RunMicrovm", { explicit: true })) signalVm(this.id, "SIGKILL");
+    if (faults.take("runner-crash", "RunMicrovm", { explicit: true })) {
+      proc.kill("SIGKILL");
+      signalVm(this.id, "SIGKILL");
+    }
 
     // No snapshot to restore: the runner boots now. With a ready hook it counts as up once /ready
     // says 200 (503 = not yet); without, once anything answers HTTP on port 8080.
