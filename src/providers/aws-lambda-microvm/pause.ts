@@ -1,11 +1,9 @@
-import { type Claim, readClaim } from "../../core/claims.ts";
+import type { Claim } from "../../core/claims.ts";
 import { CrabboxError, ExitCode } from "../../core/errors.ts";
-import { acquireLock } from "../../core/lock.ts";
-import { operationLockFile } from "../../core/paths.ts";
 import type { ProviderContext } from "../provider.ts";
 import { type ControlPlane, type ControlPlaneError, controlPlane, type Microvm } from "./control-plane.ts";
+import { reloadLease, withLeaseLock } from "./lease.ts";
 import { sleep } from "./readiness.ts";
-import { spec } from "./spec.ts";
 import { getLeaseMicrovm, isTerminal, pollInterval } from "./status.ts";
 
 /**
@@ -18,39 +16,6 @@ import { getLeaseMicrovm, isTerminal, pollInterval } from "./status.ts";
 const TRANSITION_TIMEOUT_MS = 5 * 60_000;
 /** Suspend and Resume are idempotent, so repeating one that has not shown after this many polls is safe. */
 const RECALL_AFTER_POLLS = 8;
-
-/**
- * Runs `fn` holding the lease's operation lock (the lock `run --id` and `stop` take too). A busy
- * lock is announced once with its holder's pid; Ctrl-C while waiting exits 130.
- */
-export async function withOperationLock<T>(
-  ctx: ProviderContext,
-  leaseId: string,
-  fn: () => Promise<T>,
-): Promise<T> {
-  const lock = await acquireLock(operationLockFile(ctx.stateDir, leaseId, spec.name), {
-    signal: ctx.signal,
-    onWait: (pid) =>
-      ctx.report.info(`waiting for lease ${leaseId}${pid === undefined ? "" : ` (held by pid ${pid})`}`),
-  });
-  try {
-    return await fn();
-  } finally {
-    lock.release();
-  }
-}
-
-/** The claim again after the lock: a `stop` that ran while we waited has removed it (exit 4). */
-async function reresolve(ctx: ProviderContext, lease: Claim): Promise<Claim> {
-  const current = await readClaim(ctx.stateDir, lease.leaseID);
-  if (!current?.cloudID || current.providerScope !== ctx.scope || current.provider !== spec.name) {
-    throw new CrabboxError(`${spec.name} lease not found: ${lease.slug || lease.leaseID}`, {
-      exitCode: ExitCode.leaseNotFound,
-      hint: "it was stopped while this command waited for it",
-    });
-  }
-  return current;
-}
 
 type Target = "SUSPENDED" | "RUNNING";
 
@@ -89,8 +54,8 @@ function isConflict(error: unknown): boolean {
 }
 
 async function transition(ctx: ProviderContext, lease: Claim, step: Transition): Promise<void> {
-  await withOperationLock(ctx, lease.leaseID, async () => {
-    const claim = await reresolve(ctx, lease);
+  await withLeaseLock(ctx, lease.leaseID, async () => {
+    const claim = await reloadLease(ctx, lease.leaseID);
     const plane = await controlPlane(ctx);
     const deadline = Date.now() + TRANSITION_TIMEOUT_MS;
     // Polls since the last call; AWS's state is eventually consistent, so a call may not show yet.
