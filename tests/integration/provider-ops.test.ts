@@ -233,6 +233,36 @@ describe("doctor", () => {
     expect(provider.details.advice).toContain("emulator");
   });
 
+  test("outside emulator mode the standard credential chain is checked; none is an auth failure, and AWS is not called", async () => {
+    const before = emu.records().length;
+    const result = await crabbox(["doctor", ...AWS, "--json", "--aws-lambda-microvm-region", "eu-west-1"], {
+      CRABBOX_AWS_LAMBDA_MICROVM_ENDPOINT: "",
+      CRABBOX_AWS_REGION: "",
+      CRABBOX_AWS_LAMBDA_MICROVM_IMAGE: "arn:aws:lambda:eu-west-1:000000000000:microvm-image:crabbox-runner",
+      // No instance metadata service to wait for on a developer machine or CI.
+      AWS_EC2_METADATA_DISABLED: "true",
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).not.toContain("emulator mode");
+    const checks = JSON.parse(result.stdout).checks as {
+      check: string;
+      status: string;
+      details: Record<string, string>;
+    }[];
+    const credentials = checks.find((check) => check.check === "credentials");
+    expect(credentials?.status).toBe("failed");
+    expect(credentials?.details).toMatchObject({
+      mode: "aws",
+      class: "auth",
+      hint: "check_provider_auth_and_config",
+    });
+    expect(credentials?.details.advice).toContain("AWS_PROFILE");
+    expect(checks.find((check) => check.check === "region")?.details.availability).toBe("launch_region");
+    // Without credentials the API probe would only repeat the failure: it is not attempted.
+    expect(checks.some((check) => check.check === "provider")).toBe(false);
+    expect(emu.records().length).toBe(before);
+  });
+
   test("an image that does not exist is a config failure naming the image", async () => {
     const image = "arn:aws:lambda:us-east-1:000000000000:microvm-image:no-such-image";
     const result = await crabbox(["doctor", ...AWS, "--json"], { CRABBOX_AWS_LAMBDA_MICROVM_IMAGE: image });
