@@ -12,7 +12,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, write
 import { basename, dirname, join, posix } from "node:path";
 import { parseRunnerDockerfile, type RunnerDockerfile } from "../image/dockerfile.ts";
 import type { Emulator } from "./context.ts";
-import { launchRunner } from "./launch.ts";
+import { HOOK_PATH, launchRunner, portSocket } from "./launch.ts";
 import { killVm, untrackGroup } from "./processes.ts";
 import { objectPath } from "./s3.ts";
 import { forgetVm, recordVm } from "./state.ts";
@@ -222,9 +222,10 @@ async function smokeBoot(emu: Emulator, version: ImageVersion, backend: Backend)
   try {
     const hooks = version.config.hooks?.microvmImageHooks;
     if (hooks?.ready === "ENABLED") {
-      await pollHook(emu, runner, "ready", hooks.readyTimeoutInSeconds ?? 30);
+      const port = version.config.hooks?.port;
+      await pollHook(emu, runner, "ready", hooks.readyTimeoutInSeconds ?? 30, port);
       if (hooks.validate === "ENABLED")
-        await pollHook(emu, runner, "validate", hooks.validateTimeoutInSeconds ?? 30);
+        await pollHook(emu, runner, "validate", hooks.validateTimeoutInSeconds ?? 30, port);
     } else {
       await pollHook(emu, runner, undefined, 30);
     }
@@ -245,9 +246,11 @@ async function pollHook(
   runner: ReturnType<typeof launchRunner>,
   hook: "ready" | "validate" | undefined,
   seconds: number,
+  hooksPort?: number,
 ): Promise<void> {
   const deadline = Date.now() + emu.clock.timeoutMs(seconds, READY_FLOOR_S);
-  const path = hook ? `/aws/lambda-microvms/runtime/v1/${hook}` : "/";
+  const path = hook ? `${HOOK_PATH}/${hook}` : "/";
+  const port = hook ? (hooksPort ?? 8080) : 8080;
   while (Date.now() < deadline) {
     if (runner.proc.exitCode !== null || runner.proc.signalCode !== null) {
       throw new BuildFailure(
@@ -256,11 +259,11 @@ async function pollHook(
       );
     }
     try {
-      const response = await fetch(`http://localhost:8080${path}`, {
+      const response = await fetch(`http://localhost:${port}${path}`, {
         method: hook ? "POST" : "GET",
-        headers: { host: "localhost:8080", "content-type": "application/json" },
+        headers: { host: `localhost:${port}`, "content-type": "application/json" },
         body: hook ? "{}" : undefined,
-        unix: runner.socket,
+        unix: portSocket(runner.socket, port),
         signal: AbortSignal.timeout(5000),
       });
       await response.arrayBuffer().catch(() => undefined);

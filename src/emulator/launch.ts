@@ -98,18 +98,22 @@ export function launchRunner(options: LaunchOptions): RunnerProcess {
   }
 }
 
+/**
+ * The unix socket behind a guest port. Only the runner's 8080 exists in an emulated VM; any other
+ * port maps to a path nothing listens on, so a hook configured there fails as it would on AWS if
+ * the app did not listen on its hooks port.
+ */
+export function portSocket(socket: string, port: number): string {
+  return port === 8080 ? socket : `${socket}.port-${port}`;
+}
+
 export type HookResult =
   | { ok: true; status: number }
   | { ok: false; status?: number; reason: "timeout" | "status" | "unreachable" };
 
 export const HOOK_PATH = "/aws/lambda-microvms/runtime/v1";
 
-/**
- * One lifecycle hook call, as the platform makes it: POST over loopback with
- * `Host: localhost:<hooks port>`. Only the runner's port 8080 is reachable in the emulator, so a
- * hooks port other than 8080 reaches nothing (and the hook fails), as it would on AWS if the app
- * did not listen there.
- */
+/** One lifecycle hook call, as the platform makes it: POST over loopback with `Host: localhost:<hooks port>`. */
 export async function callHook(
   socket: string,
   hooksPort: number,
@@ -125,7 +129,7 @@ export async function callHook(
       headers: { host: `localhost:${hooksPort}`, "content-type": "application/json" },
       body: JSON.stringify(body ?? {}),
       signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
-      unix: hooksPort === 8080 ? socket : `${socket}.port-${hooksPort}`,
+      unix: portSocket(socket, hooksPort),
     });
     await response.arrayBuffer().catch(() => undefined);
     if (response.status >= 200 && response.status < 300) return { ok: true, status: response.status };
@@ -135,15 +139,21 @@ export async function callHook(
   }
 }
 
-/** Whether anything answers HTTP on the runner's socket yet. */
-export async function answers(socket: string, path: string, method: "GET" | "POST", timeoutMs: number) {
+/** The HTTP status something answers on a guest port of the runner, or undefined if nothing does yet. */
+export async function answers(
+  socket: string,
+  port: number,
+  path: string,
+  method: "GET" | "POST",
+  timeoutMs: number,
+) {
   try {
-    const response = await fetch(`http://localhost:8080${path}`, {
+    const response = await fetch(`http://localhost:${port}${path}`, {
       method,
-      headers: { host: "localhost:8080", "content-type": "application/json" },
+      headers: { host: `localhost:${port}`, "content-type": "application/json" },
       body: method === "POST" ? "{}" : undefined,
       signal: AbortSignal.timeout(timeoutMs),
-      unix: socket,
+      unix: portSocket(socket, port),
     });
     await response.arrayBuffer().catch(() => undefined);
     return response.status;

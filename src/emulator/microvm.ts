@@ -10,7 +10,7 @@ import type { Hooks } from "@aws-sdk/client-lambda-microvms";
 import type { Clock } from "./clock.ts";
 import type { FaultSet } from "./faults.ts";
 import type { IsolationMode } from "./isolation.ts";
-import { answers, callHook, type HookResult, launchRunner, type RunnerProcess } from "./launch.ts";
+import { answers, callHook, HOOK_PATH, type HookResult, launchRunner, type RunnerProcess } from "./launch.ts";
 import type { EmulatorLog } from "./log.ts";
 import { killVm, signalVm, untrackGroup } from "./processes.ts";
 import { forgetVm, recordVm, type StatePaths } from "./state.ts";
@@ -214,8 +214,8 @@ export class Microvm {
     let up = false;
     while (!this.bootAbort.signal.aborted && Date.now() < deadline) {
       const status = readyHook
-        ? await answers(this.runner.socket, "/aws/lambda-microvms/runtime/v1/ready", "POST", 2000)
-        : await answers(this.runner.socket, "/", "GET", 2000);
+        ? await answers(this.runner.socket, this.hooks?.port ?? 8080, `${HOOK_PATH}/ready`, "POST", 2000)
+        : await answers(this.runner.socket, 8080, "/", "GET", 2000);
       if (status !== undefined && (!readyHook || status === 200)) {
         up = true;
         break;

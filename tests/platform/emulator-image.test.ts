@@ -11,13 +11,19 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  ConflictException,
+  CreateMicrovmAuthTokenCommand,
   CreateMicrovmImageCommand,
+  GetMicrovmCommand,
   GetMicrovmImageCommand,
   GetMicrovmImageVersionCommand,
+  RunMicrovmCommand,
   TerminateMicrovmCommand,
 } from "@aws-sdk/client-lambda-microvms";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { compile } from "../../scripts/build.ts";
 import { packageRunner } from "../../scripts/package-runner.ts";
+import { writeZip } from "../../src/emulator/zip.ts";
 import { runnerImageHooks } from "../../src/image/hooks.ts";
 import {
   dataFetch,
@@ -34,10 +40,13 @@ setDefaultTimeout(180_000);
 
 const dir = mkdtempSync(join(tmpdir(), "crabbox-emu-image-"));
 let zip: string;
+let hookApp: string;
 let emu: TestEmulator;
 
 beforeAll(async () => {
   zip = await packageRunner(join(dir, "crabbox-lambda-microvm.zip"));
+  hookApp = join(dir, "hook-app");
+  compile({ entry: "tests/fixtures/emulator/hook-app.ts", outfile: hookApp, target: "linux-arm64" });
   emu = await startEmulator({ testApi: true });
 });
 afterAll(async () => {
@@ -54,6 +63,51 @@ async function waitImage(name: string): Promise<string> {
   }
   throw new Error(`image ${name} is still building`);
 }
+
+test("a /run hook that answers 400 terminates the VM before any traffic is forwarded", async () => {
+  const artifact = writeZip([
+    {
+      name: "Dockerfile",
+      data: new TextEncoder().encode(
+        'FROM public.ecr.aws/lambda/microvms:al2023-minimal\nCOPY hook-app /opt/app/hook-app\nCMD ["/opt/app/hook-app", "--listen", ":8080"]\n',
+      ),
+    },
+    { name: "hook-app", data: readFileSync(hookApp), mode: 0o755 },
+  ]);
+  const path = join(dir, "hook-app.zip");
+  await Bun.write(path, artifact);
+  const created = await emu.client().send(
+    new CreateMicrovmImageCommand({
+      name: "hook-app",
+      baseImageArn: "arn:aws:lambda:us-east-1:aws:microvm-image:al2023-1",
+      buildRoleArn: "arn:aws:iam::000000000000:role/build",
+      codeArtifact: { uri: `file://${path}` },
+      hooks: { port: 8080, microvmHooks: { run: "ENABLED" }, microvmImageHooks: { ready: "ENABLED" } },
+      environmentVariables: { RUN_HOOK_STATUS: "400" },
+    }),
+  );
+  expect(await waitImage("hook-app")).toBe("CREATED");
+  const run = await emu.client().send(new RunMicrovmCommand({ imageIdentifier: created.imageArn }));
+  await waitForState(emu, run.microvmId as string, "TERMINATED", 60_000);
+  const view = await emu.client().send(new GetMicrovmCommand({ microvmIdentifier: run.microvmId }));
+  expect(view.stateReason).toBe(
+    "Run lifecycle hook returned HTTP status 400. Please check your hook endpoint and application logs for more details.",
+  );
+  const token = await emu
+    .client()
+    .send(
+      new CreateMicrovmAuthTokenCommand({
+        microvmIdentifier: run.microvmId,
+        expirationInMinutes: 1,
+        allowedPorts: [{ port: 8080 }],
+      }),
+    )
+    .catch((error: unknown) => error);
+  expect(token).toBeInstanceOf(ConflictException);
+  expect(
+    emu.records().filter((record) => record.plane === "data" && record.microvmId === run.microvmId),
+  ).toEqual([]);
+});
 
 test("the shipped artifact builds from S3 and its MicroVMs run the arm64 runner", async () => {
   const s3 = new S3Client({
