@@ -5,9 +5,11 @@
  * stderr, the remote exit code, and no MicroVM left behind by a one-shot run.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { TerminateMicrovmCommand } from "@aws-sdk/client-lambda-microvms";
 import { startEmulator, type TestEmulator } from "../support/emulator.ts";
 import {
   killChildren,
@@ -211,12 +213,17 @@ describe("retained leases", () => {
     const slugWithId = await b.crabbox(["run", "--id", "lambda-test", "--slug", "x", "--", "true"]);
     expect(slugWithId.code).toBe(2);
 
+    // The data-plane token is cached per MicroVM (0600) between commands, and dropped on stop.
+    const tokenFile = join(b.stateDir, "tokens", `${microvm}.json`);
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+
     const stop = await b.crabbox(["stop", "lambda-test"]);
     expect(stop.code).toBe(0);
     expect(stop.stderr).toContain(
       `released lease=${(claim as { leaseID: string }).leaseID} microvm=${microvm}`,
     );
     expect(b.claims()).toEqual([]);
+    expect(existsSync(tokenFile)).toBe(false);
     await expectNoLiveMicrovm(microvm);
     const again = await b.crabbox(["stop", "lambda-test"]);
     expect(again.code).toBe(4);
@@ -302,12 +309,21 @@ describe("retained leases", () => {
 });
 
 describe("readiness and the data plane", () => {
-  test("a MicroVM that dies while booting → exit 5 with its reason, rolled back, no claim left", async () => {
+  test("a MicroVM that ends while crabbox waits for it → exit 5 with AWS's reason, no claim left", async () => {
     const b = box();
-    await setFaults(emu, ["runner-crash@RunMicrovm,count=1"]);
-    const result = await b.crabbox(["run", "--no-sync", "--", "true"]);
+    await setFaults(emu, ["slow-boot-ms=20000@RunMicrovm,count=1"]);
+    const run = b.start(["run", "--no-sync", "--", "true"]);
+    let microvm: string | undefined;
+    for (let i = 0; i < 200 && !microvm; i++) {
+      microvm = b.claims()[0]?.cloudID as string | undefined;
+      if (!microvm) await Bun.sleep(20);
+    }
+    expect(microvm).toBeTruthy();
+    await emu.client().send(new TerminateMicrovmCommand({ microvmIdentifier: microvm }));
+    const result = await run.exited;
     expect(result.code).toBe(5);
-    expect(result.stderr).toMatch(/AWS Lambda MicroVM \S+ entered TERMINAT(ED|ING)/);
+    expect(result.stderr).toContain(`AWS Lambda MicroVM ${microvm} entered TERMINAT`);
+    expect(result.stderr).toContain("TerminateMicrovm request");
     expect(b.claims()).toEqual([]);
     expect(await liveMicrovms(emu)).toEqual([]);
   });
@@ -354,5 +370,98 @@ describe("readiness and the data plane", () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("RunMicrovm");
     expect(b.claims()).toEqual([]);
+  });
+});
+
+describe("leases and their claims", () => {
+  test("a lease is claimed by its repository; another checkout needs --reclaim", async () => {
+    const b = box();
+    expect((await b.crabbox(["warmup", "--slug", "owned"])).code).toBe(0);
+    const other = join(b.root, "other");
+    mkdirSync(other);
+    execFileSync("git", ["init", "-q"], { cwd: other, env: b.env });
+    const refused = await b.crabbox(["run", "--id", "owned", "--no-sync", "--", "true"], { cwd: other });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`is claimed by repo ${b.repo}; use --reclaim to claim it for ${other}`);
+    const reclaimed = await b.crabbox(
+      ["run", "--id", "owned", "--reclaim", "--no-sync", "--", "echo", "mine"],
+      {
+        cwd: other,
+      },
+    );
+    expect(reclaimed.code).toBe(0);
+    expect(reclaimed.stdout).toBe("mine\n");
+    expect(b.claims()[0]?.repoRoot).toBe(other);
+    expect((await b.crabbox(["stop", "owned"])).code).toBe(0);
+  });
+
+  test("stop of a lease whose MicroVM AWS no longer knows: refused with a hint, forgotten with forget-missing", async () => {
+    const b = box();
+    const leaseID = "cbx_00000000dead";
+    const claim = {
+      leaseID,
+      revision: "0".repeat(32),
+      slug: "ghost",
+      provider: "aws-lambda-microvm",
+      cloudID: "microvm-00000000-0000-0000-0000-000000000000",
+      providerScope: "us-east-1",
+      repoRoot: b.repo,
+      claimedAt: "2026-06-01T12:00:00Z",
+      lastUsedAt: "2026-06-01T12:00:00Z",
+    };
+    mkdirSync(join(b.stateDir, "claims"), { recursive: true });
+    writeFileSync(join(b.stateDir, "claims", `${leaseID}.json`), JSON.stringify(claim));
+    const refused = await b.crabbox(["stop", "ghost"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("ResourceNotFoundException");
+    expect(refused.stderr).toContain("--aws-lambda-microvm-forget-missing");
+    expect(b.claims()).toHaveLength(1);
+    const forgotten = await b.crabbox(["stop", "ghost", "--aws-lambda-microvm-forget-missing"]);
+    expect(forgotten.code).toBe(0);
+    expect(forgotten.stderr).toContain(`released lease=${leaseID}`);
+    expect(b.claims()).toEqual([]);
+  });
+
+  test("when TerminateMicrovm fails, a recovery claim and the exact stop command remain", async () => {
+    const b = box();
+    await setFaults(emu, ["internal@TerminateMicrovm"]);
+    const run = await b.crabbox(["run", "--no-sync", "--", "echo", "done"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe("done\n");
+    const leaseId = /lease=(cbx_[a-f0-9]{12})/.exec(run.stderr)?.[1] as string;
+    const microvm = microvmIdOf(run.stderr.split("\nleased ")[1] as string);
+    expect(run.stderr).toContain(
+      `warning: termination failed for AWS Lambda MicroVM ${microvm}; recovery claim ${leaseId} remains for cleanup:`,
+    );
+    expect(run.stderr).toContain(`retry with crabbox stop --provider aws-lambda-microvm '${leaseId}'`);
+    const [claim] = b.claims() as { state: string; labels: Record<string, string> }[];
+    expect(claim?.state).toBe("recovery");
+    expect(claim?.labels.keep).toBe("false");
+
+    // A rollback (here: AWS handed out an endpoint outside the allow-list) takes the same way out.
+    await setFaults(emu, ["internal@TerminateMicrovm", "endpoint=evil.example.com@RunMicrovm,count=1"]);
+    const refused = await b.crabbox(["run", "--no-sync", "--", "true"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("error: invalid AWS Lambda MicroVM endpoint for region us-east-1");
+    expect(refused.stderr).toContain("warning: rollback termination failed for AWS Lambda MicroVM");
+    expect(b.claims()).toHaveLength(2);
+
+    await setFaults(emu, []);
+    expect((await b.crabbox(["stop", leaseId])).code).toBe(0);
+    await expectNoLiveMicrovm(microvm);
+    const rest = b.claims()[0] as { leaseID: string };
+    expect((await b.crabbox(["stop", rest.leaseID])).code).toBe(0);
+    expect(b.claims()).toEqual([]);
+  });
+
+  test("--force-sync-large lets a sync over the limits through", async () => {
+    const b = box();
+    b.write("one.txt", "1");
+    b.write("two.txt", "2");
+    const result = await b.crabbox(["run", "--force-sync-large", "--", "cat", "one.txt", "two.txt"], {
+      env: { CRABBOX_SYNC_FAIL_FILES: "2" },
+    });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe("12");
   });
 });

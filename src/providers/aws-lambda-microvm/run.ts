@@ -17,6 +17,7 @@ import { findRepoRoot } from "../../sync/git.ts";
 import { hashCacheFile, loadHashCache } from "../../sync/hash-cache.ts";
 import { type LocalSnapshot, snapshotCheckout } from "../../sync/snapshot.ts";
 import type { ProviderContext, RunRequest, RunResult } from "../provider.ts";
+import { claimOwner, ownerGone } from "./cleanup.ts";
 import { type ControlPlane, controlPlane, isNotFound, type Microvm } from "./control-plane.ts";
 import { openRunner } from "./data-plane.ts";
 import { type ExecOutcome, execCommand } from "./exec.ts";
@@ -31,7 +32,7 @@ import {
   withMicrovmLabels,
 } from "./lease.ts";
 import { createProgress, type Progress } from "./progress.ts";
-import { abortable, checkRunnerProtocol, HEALTH_PROBE_TIMEOUT_MS } from "./readiness.ts";
+import { abortable, waitReady } from "./readiness.ts";
 import type { RunnerClient } from "./runner-client.ts";
 import { classify, type TimingPhase, timingJson } from "./timing.ts";
 
@@ -375,6 +376,14 @@ async function reuseRun(
 ): Promise<RunResult> {
   return withLeaseLock(ctx, lease.leaseID, async () => {
     let claim = await reloadLease(ctx, lease.leaseID);
+    const owner = claimOwner(claim);
+    // A creator that died mid-readiness left it `provisioning`: usable, its runner is probed below.
+    if (claim.state === "provisioning" && owner && !ownerGone(owner)) {
+      throw new CrabboxError(`lease ${claim.leaseID} is still being created`, {
+        exitCode: ExitCode.notReady,
+        hint: `\`crabbox status ${displayShellArg(claim.slug || claim.leaseID)} --wait\` waits until it is ready`,
+      });
+    }
     const vm = await liveMicrovm(ctx, plane, claim);
     checkImageIdentity(ctx, claim, vm);
     claim = await saveClaim(
@@ -393,12 +402,13 @@ async function reuseRun(
     const runner = openRunner(ctx, plane, vm);
     try {
       if (!recordedRunner(claim)) {
-        // A lease made by another crabbox (upstream Go): prove the runner speaks our protocol once.
-        const health = await runner.health({ timeoutMs: HEALTH_PROBE_TIMEOUT_MS, signal: ctx.signal });
-        const protocol = checkRunnerProtocol(claim.leaseID, health);
+        // A lease made by another crabbox (upstream Go), or whose creator died before readiness:
+        // prove once that it is up and its runner speaks our protocol.
+        const ready = await waitReady(plane, vm, runner, { leaseId: claim.leaseID, signal: ctx.signal });
         claim = await saveClaim(ctx.stateDir, claim.leaseID, (current) => ({
           ...(current ?? claim),
-          runner: { protocol, version: health.version ?? "" },
+          state: "ready",
+          runner: { protocol: ready.health.protocol, version: ready.health.version ?? "" },
         }));
       }
       let failed = false;
