@@ -31,7 +31,8 @@ import { isTerminal } from "./status.ts";
  *  - its MicroVM is gone or terminated: the claim is stale (forgotten; a missing one only with
  *    forgetMissing, since "not found" can also mean "not visible to these credentials");
  *  - an unkept claim whose owner process is gone — same host and pid dead, or another boot — is
- *    abandoned: a crashed or `kill -9`ed one-shot run. A claim that never got its cloud id is
+ *    abandoned: a crashed or `kill -9`ed one-shot run; so is any claim, kept or not, whose creator
+ *    died while it was still `provisioning` (a warmup killed before readiness). A claim that never got its cloud id is
  *    resolved first by replaying RunMicrovm with the exact stored input and its clientToken, which
  *    returns the MicroVM the lost call created (or makes one) so it can be terminated;
  *  - anything else follows upstream's label decision (keep=true is never swept).
@@ -146,6 +147,10 @@ export function decide(
       : { action: "skip", reason: `${MISSING_STATE}; --aws-lambda-microvm-forget-missing forgets it` };
   }
   if (isTerminal(vm.state)) return { action: "forget", reason: `state=${vm.state.toLowerCase()}` };
+  // A create that died before readiness never handed the lease to anyone, kept or not.
+  if (owner && gone && claim.state === "provisioning") {
+    return { action: "terminate", reason: `abandoned state=provisioning owner pid ${owner.pid} gone` };
+  }
   if (!isKept(claim) && owner) {
     if (gone) return { action: "terminate", reason: `abandoned owner pid ${owner.pid} gone` };
     return { action: "skip", reason: `in use by pid ${owner.pid}` };

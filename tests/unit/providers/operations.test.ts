@@ -120,6 +120,16 @@ describe("cleanup decision", () => {
     });
   });
 
+  test("a kept lease whose creator died before readiness was never handed over: abandoned", () => {
+    const c = claim({ owner: dead, state: "provisioning", labels: { keep: "true" } });
+    expect(decide(view(c, vm("RUNNING"), { keep: "true" }), options)).toEqual({
+      action: "terminate",
+      reason: "abandoned state=provisioning owner pid 200 gone",
+    });
+    const ready = claim({ owner: dead, state: "ready", labels: { keep: "true" } });
+    expect(decide(view(ready, vm("RUNNING"), { keep: "true" }), options).action).toBe("skip");
+  });
+
   test("without an owner (an upstream claim) the label decision applies", () => {
     const expired = { keep: "false", state: "leased", expires_at: String(nowSeconds - 10) };
     expect(decide(view(claim(), vm("RUNNING"), expired), options).action).toBe("terminate");
