@@ -250,9 +250,14 @@ describe("retained leases", () => {
       "echo first-started; sleep 2; echo first-done",
     ]);
     await first.waitFor("first-started");
-    const second = await b.crabbox(["run", "--id", "warm", "--no-sync", "--", "echo", "second"]);
+    const waiting = b.start(["run", "--id", "warm", "--", "cat", "late.txt"]);
+    await waiting.waitFor("waiting for lease");
+    // Written while the second run waits: it syncs the tree as it is when it gets its turn.
+    b.write("late.txt", "second\n");
     const firstResult = await first.exited;
+    const second = await waiting.exited;
     expect(firstResult.code).toBe(0);
+    expect(firstResult.stdout).toBe("first-started\nfirst-done\n");
     expect(second.code).toBe(0);
     expect(second.stdout).toBe("second\n");
     const waits = second.stderr.split("\n").filter((line) => line.startsWith("waiting for lease"));

@@ -130,12 +130,24 @@ async function snapshot(ctx: RunContext): Promise<LocalSnapshot> {
   return snap;
 }
 
-/** Local preparation: nothing here touches AWS, so a run that cannot work costs no MicroVM. */
+/** The checkout's side: its snapshot (unless --no-sync) and the remote cwd it implies. */
+async function localSide(ctx: RunContext, request: RunRequest): Promise<Pick<Prepared, "snapshot" | "cwd">> {
+  const snap = request.sync ? await snapshot(ctx) : undefined;
+  return {
+    snapshot: snap,
+    cwd: remoteCwd(request, ctx.config.cwd, snap?.manifest.root ?? ctx.config.repoRoot),
+  };
+}
+
+/**
+ * Local preparation: nothing here touches AWS, so a run that cannot work costs no MicroVM. For
+ * `--id` the checkout is read later, under the lease's lock, so a run that waited for the lock
+ * syncs the tree as it is when it gets its turn.
+ */
 async function prepareRun(ctx: RunContext, request: RunRequest): Promise<Prepared> {
   const script = request.shell ? request.command.join(" ") : argvToShellScript(request.command);
   if (!request.syncOnly && script.trim() === "") throw usageError(`provider=${PROVIDER} requires a command`);
-  const snap = request.sync ? await snapshot(ctx) : undefined;
-  const cwd = remoteCwd(request, ctx.config.cwd, snap?.manifest.root ?? ctx.config.repoRoot);
+  if (request.cwd !== undefined) remoteCwd(request, ctx.config.cwd, ctx.config.repoRoot);
   const source = ctx.config.sources["env.allow"]?.source;
   const allow = resolveEnvAllow({ configAllow: ctx.config.env.allow });
   const runId = newRunId();
@@ -146,14 +158,15 @@ async function prepareRun(ctx: RunContext, request: RunRequest): Promise<Prepare
   });
   // The summary appears only when the user engaged forwarding (--allow-env, CRABBOX_ENV_ALLOW).
   const explicit = source === "flag" || source === "env";
-  return {
+  const prepared: Prepared = {
     script,
-    cwd,
+    cwd: ".",
     env,
     envSummary: explicit ? describeForwardedEnv(env, allow.entries, PROVIDER) : undefined,
-    snapshot: snap,
+    snapshot: undefined,
     runId,
   };
+  return request.lease ? prepared : { ...prepared, ...(await localSide(ctx, request)) };
 }
 
 interface SyncStats {
@@ -371,10 +384,11 @@ async function reuseRun(
   ctx: RunContext,
   plane: ControlPlane,
   request: RunRequest,
-  prepared: Prepared,
+  unsynced: Prepared,
   lease: Claim,
 ): Promise<RunResult> {
   return withLeaseLock(ctx, lease.leaseID, async () => {
+    const prepared = { ...unsynced, ...(await localSide(ctx, request)) };
     let claim = await reloadLease(ctx, lease.leaseID);
     const owner = claimOwner(claim);
     // A creator that died mid-readiness left it `provisioning`: usable, its runner is probed below.
