@@ -273,7 +273,7 @@ export async function createLease(
     providerScope: scope,
     repoRoot: config.repoRoot,
     idleTimeoutSeconds: idleSeconds,
-    extra: { state: "provisioning", owner: currentOwner(), runInput: input },
+    extra: { state: "provisioning", owner: currentOwner(), runInput: input } satisfies LeaseClaimFields,
   });
   const labels = {
     ...directLeaseLabels({
