@@ -2,12 +2,15 @@
  * The client path of `crabbox run` under Deno (design card: Deno-compatible): the AWS SDK, the
  * node:http data plane with its Host header, flock, sync and exec, against a real emulator.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { repoRoot, startEmulator, type TestEmulator } from "../support/emulator.ts";
 import { killChildren, liveMicrovms, type Sandbox, sandbox } from "./provider-run-harness.ts";
+
+// Each test drives several CLI processes and MicroVMs; bun's 5 s default is too tight under load.
+setDefaultTimeout(60_000);
 
 const deno = join(repoRoot, "node_modules", ".bin", "deno");
 const command = [deno, "run", "-A", join(repoRoot, "src", "cli.ts")];

@@ -4,7 +4,7 @@
  * and git checkouts. What a user sees: remote output on stdout untouched, crabbox's lines on
  * stderr, the remote exit code, and no MicroVM left behind by a one-shot run.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +19,9 @@ import {
   sandbox,
   setFaults,
 } from "./provider-run-harness.ts";
+
+// Each test drives several CLI processes and MicroVMs; bun's 5 s default is too tight under load.
+setDefaultTimeout(60_000);
 
 let emu: TestEmulator;
 const boxes: Sandbox[] = [];

@@ -3,9 +3,12 @@
  * MicroVM is still provisioning or while the command runs ends with exit 130 and no running
  * MicroVM; `kill -9` leaves a claim that `crabbox cleanup` recognises as abandoned and terminates.
  */
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { startEmulator, type TestEmulator } from "../support/emulator.ts";
 import { killChildren, liveMicrovms, type Sandbox, sandbox, setFaults } from "./provider-run-harness.ts";
+
+// Each test drives several CLI processes and MicroVMs; bun's 5 s default is too tight under load.
+setDefaultTimeout(60_000);
 
 let emu: TestEmulator;
 const boxes: Sandbox[] = [];
