@@ -4,7 +4,7 @@
  * clientToken replay, pagination, S3 uploads (aws-chunked) feeding an image build.
  */
 
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Readable } from "node:stream";
 import { crc32 } from "node:zlib";
 import {
@@ -50,6 +50,9 @@ import {
   type TestEmulator,
   waitForState,
 } from "../support/emulator.ts";
+
+// Real processes and scaled lifecycles: more than bun test's 5 s default when run directly.
+setDefaultTimeout(30_000);
 
 let emu: TestEmulator;
 let client: LambdaMicrovmsClient;

@@ -4,7 +4,7 @@
  * without idle cuts, 502s, and the data-plane faults.
  */
 
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   CreateMicrovmAuthTokenCommand,
   GetMicrovmCommand,
@@ -23,6 +23,9 @@ import {
   type TestVm,
   waitForState,
 } from "../support/emulator.ts";
+
+// Real processes and scaled lifecycles: more than bun test's 5 s default when run directly.
+setDefaultTimeout(30_000);
 
 let emu: TestEmulator;
 let vm: TestVm;

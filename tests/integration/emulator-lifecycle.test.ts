@@ -4,7 +4,7 @@
  * suspend that really freezes the VM's processes.
  */
 
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -21,6 +21,9 @@ import {
   type TestEmulator,
   waitForState,
 } from "../support/emulator.ts";
+
+// Real processes and scaled lifecycles: more than bun test's 5 s default when run directly.
+setDefaultTimeout(30_000);
 
 let emu: TestEmulator;
 

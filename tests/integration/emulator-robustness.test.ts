@@ -4,7 +4,7 @@
  * process alive.
  */
 
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,6 +23,9 @@ import {
   type TestEmulator,
   waitForState,
 } from "../support/emulator.ts";
+
+// Real processes and scaled lifecycles: more than bun test's 5 s default when run directly.
+setDefaultTimeout(30_000);
 
 const temps: string[] = [];
 afterAll(async () => {

@@ -4,7 +4,7 @@
  * private /tmp, suspend stops every process in its pid namespace, and nothing outlives the emulator.
  */
 
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,6 +21,9 @@ import {
   stopAllEmulators,
   waitForState,
 } from "../support/emulator.ts";
+
+// Real processes and scaled lifecycles: more than bun test's 5 s default when run directly.
+setDefaultTimeout(30_000);
 
 const temps: string[] = [];
 afterAll(async () => {
