@@ -210,6 +210,21 @@ describe("status, pause, resume, stop", () => {
 });
 
 describe("doctor", () => {
+  test("--id adds that lease's MicroVM, read-only (a suspended one stays suspended)", async () => {
+    const vm = microvmOf((await ok(["warmup", ...AWS, "--slug", "doctored"])).stdout);
+    await ok(["pause", ...AWS, "doctored"]);
+    const report = JSON.parse((await ok(["doctor", ...AWS, "--id", "doctored", "--json"])).stdout);
+    const lease = (
+      report.checks as { check: string; status: string; details: Record<string, string> }[]
+    ).find((check) => check.check === "lease");
+    expect(lease).toMatchObject({
+      status: "ok",
+      details: { slug: "doctored", microvm: vm, state: "suspended" },
+    });
+    expect(await state(vm)).toBe("SUSPENDED");
+    await ok(["stop", ...AWS, "doctored"]);
+  });
+
   test("an unreachable control plane fails the provider check as network, with upstream's tokens and exit 1", async () => {
     const result = await crabbox(["doctor", ...AWS, "--json"], {
       CRABBOX_AWS_LAMBDA_MICROVM_ENDPOINT: "http://127.0.0.1:9",
