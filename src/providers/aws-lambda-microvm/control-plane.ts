@@ -163,7 +163,7 @@ function wrapError(
     $metadata?: { httpStatusCode?: number };
   } | null;
   const status = err?.$metadata?.httpStatusCode;
-  const code = err?.code && /^[A-Z]+$/.test(err.code) ? err.code : (err?.name ?? "Error");
+  const code = err?.code && /^[A-Z][A-Z_]+$/.test(err.code) ? err.code : (err?.name ?? "Error");
   const detail = (err?.message ?? String(error)).trim() || (status ? `HTTP ${status}` : "request failed");
   return new ControlPlaneError(operation, target, code, detail, {
     status,

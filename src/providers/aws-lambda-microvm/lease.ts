@@ -238,6 +238,15 @@ export async function terminateOrRecover(
   return failure;
 }
 
+/** Failures that prove a request never reached AWS: no credentials, no connection. */
+const NOT_SENT = /^(CredentialsProviderError|ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/;
+
+/** Whether a failed call may still have been executed by AWS (it got no answer, e.g. a reset). */
+function mayHaveReachedAws(error: unknown): boolean {
+  if (!(error instanceof ControlPlaneError)) return true;
+  return error.status === undefined && !NOT_SENT.test(error.code);
+}
+
 export interface CreateLeaseOptions {
   /** Requested, normalised slug; undefined = generated. */
   slug: string | undefined;
@@ -299,8 +308,8 @@ export async function createLease(
     // for the answer and then rolls back, instead of losing track of a MicroVM it paid for.
     vm = await plane.runMicrovm(input);
   } catch (error) {
-    if (error instanceof ControlPlaneError && error.status !== undefined) {
-      // AWS answered with an error: no MicroVM exists, nothing to keep.
+    if (!mayHaveReachedAws(error)) {
+      // AWS answered with an error, or the request never left: no MicroVM exists, nothing to keep.
       await removeClaim(stateDir, leaseId);
     } else {
       report.warn(
