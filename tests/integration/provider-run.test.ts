@@ -368,6 +368,17 @@ describe("readiness and the data plane", () => {
     expect(exec.some((r) => /^\/v1\/exec\/run_[a-f0-9]{12}\/events/.test(r.path))).toBe(true);
   });
 
+  test("a control plane that cannot be reached: exit 1 with a hint, no claim left", async () => {
+    const b = box();
+    const result = await b.crabbox(["run", "--no-sync", "--", "true"], {
+      env: { CRABBOX_AWS_LAMBDA_MICROVM_ENDPOINT: "http://127.0.0.1:9" },
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("ECONNREFUSED");
+    expect(result.stderr).toContain("hint: is the emulator running?");
+    expect(b.claims()).toEqual([]);
+  });
+
   test("AWS rejecting RunMicrovm leaves no claim", async () => {
     const b = box();
     const result = await b.crabbox(["run", "--no-sync", "--", "true"], {
