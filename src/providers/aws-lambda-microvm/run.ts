@@ -12,7 +12,7 @@ import {
 import { CrabboxError, ExitCode, usageError } from "../../core/errors.ts";
 import { argvToShellScript, displayCommand, displayShellArg, shellQuote } from "../../core/shell.ts";
 import { cwdProblem } from "../../protocol/paths.ts";
-import { syncToRunner } from "../../sync/engine.ts";
+import { type SyncRunner, syncToRunner } from "../../sync/engine.ts";
 import { findRepoRoot } from "../../sync/git.ts";
 import { hashCacheFile, loadHashCache } from "../../sync/hash-cache.ts";
 import { type LocalSnapshot, snapshotCheckout } from "../../sync/snapshot.ts";
@@ -177,6 +177,31 @@ interface SyncStats {
   deleted: number;
 }
 
+/** The runner as the sync engine sees it, with the upload's bytes shown on the spinner as they go. */
+function uploadProgress(runner: RunnerClient, progress: Progress): SyncRunner {
+  let sent = 0;
+  let shownAt = 0;
+  const count = (stream: ReadableStream<Uint8Array>) =>
+    stream.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          sent += chunk.byteLength;
+          const now = performance.now();
+          if (now - shownAt >= 100) {
+            shownAt = now;
+            progress.update(`uploading ${humanBytes(sent)}`);
+          }
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+  return {
+    manifest: (workdir) => runner.manifest(workdir),
+    sync: (workdir, base, body, encoding) =>
+      runner.sync(workdir, base, typeof body === "function" ? () => count(body()) : count(body), encoding),
+  };
+}
+
 async function syncWorkdir(
   ctx: RunContext,
   runner: RunnerClient,
@@ -187,7 +212,12 @@ async function syncWorkdir(
   ctx.progress.phase(`syncing ${snap.guard.files} files (${humanBytes(snap.guard.bytes)})`);
   try {
     const outcome = await abortable(
-      syncToRunner({ runner, workdir, snapshot: snap, compression: { encoding: "gzip" } }),
+      syncToRunner({
+        runner: uploadProgress(runner, ctx.progress),
+        workdir,
+        snapshot: snap,
+        compression: { encoding: "gzip" },
+      }),
       ctx.signal,
     );
     const ms = performance.now() - started;
