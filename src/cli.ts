@@ -1,33 +1,12 @@
 #!/usr/bin/env bun
 import type { ArgsDef, CommandDef } from "citty";
+import { commands } from "./commands/_table.ts";
 import { assertKnownFlags, splitArgv, wantsHelp } from "./core/argv.ts";
 import { CrabboxError, describeError, ExitCode, usageError } from "./core/errors.ts";
 import { closest } from "./core/suggest.ts";
 
-type LazyCommand = () => Promise<CommandDef<ArgsDef>>;
-
-// biome-ignore lint/suspicious/noExplicitAny: citty's CommandDef is invariant in its args type; the table holds every command.
-const load = (module: Promise<{ default: CommandDef<any> }>) =>
-  module.then((m) => m.default as CommandDef<ArgsDef>);
-
-/**
- * Every command, loaded on first use so `crabbox --help` never parses the AWS SDK.
- * Order is the order `crabbox --help` lists them in.
- */
-export const commands: Record<string, LazyCommand> = {
-  run: () => load(import("./commands/run.ts")),
-  warmup: () => load(import("./commands/warmup.ts")),
-  status: () => load(import("./commands/status.ts")),
-  list: () => load(import("./commands/list.ts")),
-  stop: () => load(import("./commands/stop.ts")),
-  pause: () => load(import("./commands/pause.ts")),
-  resume: () => load(import("./commands/resume.ts")),
-  cleanup: () => load(import("./commands/cleanup.ts")),
-  doctor: () => load(import("./commands/doctor.ts")),
-  config: () => load(import("./commands/config.ts")),
-  emulator: () => load(import("./commands/emulator.ts")),
-  version: () => load(import("./commands/version.ts")),
-};
+export type { LazyCommand } from "./commands/_table.ts";
+export { commands };
 
 const aliases: Record<string, string> = { release: "stop" };
 
