@@ -25,10 +25,8 @@ export function archiveRoot(version: string, target: CompileTarget): string {
   return archiveName(version, target).replace(/\.tar\.gz$/, "");
 }
 
-/** The MicroVM image's code artifact, as a release asset. */
-export function runnerZipName(version: string): string {
-  return `crabbox-lambda-microvm-${version}.zip`;
-}
+/** The MicroVM image's code artifact, as a release asset (the name `crabbox image build` looks for). */
+export { runnerZipName } from "../../src/image/artifact.ts";
 
 export interface ReleaseDirs {
   /** `<out>/build/<target>/crabbox`, the runner zip and build.json. */
