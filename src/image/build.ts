@@ -50,7 +50,7 @@ export interface ImageBuildResult extends ImageSettled {
   imageVersion: string;
   artifact: { source: Artifact["source"]; path: string; sha256: string; bytes: number } & UploadResult;
   /** The config to use the image with; only when the version is runnable. */
-  config: { awsLambdaMicroVM: { image: string; imageVersion: string } } | undefined;
+  config: { awsLambdaMicroVM: { image: string; imageVersion: string } } | null;
 }
 
 export interface BuildReporter {
@@ -302,7 +302,7 @@ export async function buildImage(
       bytes: artifact.bytes.length,
       ...upload,
     },
-    config: isRunnable(settled) ? { awsLambdaMicroVM: { image: imageArn, imageVersion } } : undefined,
+    config: isRunnable(settled) ? { awsLambdaMicroVM: { image: imageArn, imageVersion } } : null,
   };
 }
 
