@@ -12,7 +12,7 @@ test("docs/commands.md has a row for every visible command and every image subco
     const command = await load();
     const meta = typeof command.meta === "function" ? await command.meta() : await command.meta;
     if (meta?.hidden) continue;
-    expect(text, name).toMatch(new RegExp(`\\| \`${name}[ \`]`));
+    expect(text, name).toMatch(new RegExp(`(\\| |/ )\`${name}[ \`]`));
   }
   for (const sub of ["build", "list", "status"]) expect(text).toContain(`\`image ${sub}`);
 });
