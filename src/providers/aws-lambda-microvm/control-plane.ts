@@ -318,6 +318,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
 }
 
 const perContext = new WeakMap<ProviderContext, Promise<ControlPlane>>();
+/** The emulator banner is said once per process, however many contexts (run, rollback) make a plane. */
+let bannerSaid = false;
 
 /**
  * The control plane of one command invocation: the endpoint resolved from the flag, the
@@ -338,7 +340,11 @@ export function controlPlane(ctx: ProviderContext): Promise<ControlPlane> {
       region: ctx.scope,
       endpoint,
       env: process.env,
-      announce: (line) => ctx.report.info(line),
+      announce: (line) => {
+        if (bannerSaid) return;
+        bannerSaid = true;
+        ctx.report.info(line);
+      },
     });
     perContext.set(ctx, plane);
     // A failed creation must not be cached: the next call retries.
