@@ -38,6 +38,10 @@ function property(key: string, def: KeyDef): Record<string, Json> {
       base.type = "string";
       if (key === "provider") base.enum = ["aws-lambda-microvm"];
       if (key === "awsLambdaMicroVM.imageVersion") base.examples = ["1.0"];
+      if (key === "sync.compression") {
+        base.pattern = "^\\s*(zstd(:(1[0-9]|[1-9]))?|gzip(:[1-9])?|none)\\s*$";
+        base.examples = ["zstd:3", "gzip:6", "none"];
+      }
       break;
     case "list":
       base.type = "array";

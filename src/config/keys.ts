@@ -149,6 +149,12 @@ export const CONFIG_KEYS = {
     flag: "force-sync-large",
     description: "allow syncs over the fail limits",
   },
+  "sync.compression": {
+    kind: "string",
+    default: "zstd:3",
+    env: ["CRABBOX_SYNC_COMPRESSION"],
+    description: "sync body compression: zstd, zstd:<1-19>, gzip, gzip:<1-9> or none",
+  },
   "env.allow": {
     kind: "list",
     default: ["CI", "NODE_OPTIONS"],

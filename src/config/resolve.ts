@@ -49,6 +49,8 @@ export interface ResolvedConfig {
     readonly failFiles: number;
     readonly failBytes: number;
     readonly allowLarge: boolean;
+    /** `sync.compression` as written; parsed (and refused when malformed) by sync/compress.ts. */
+    readonly compression: string;
   };
   readonly env: { readonly allow: readonly string[] };
   /** For every key, which layer set its value (`config show`). */
@@ -247,6 +249,7 @@ export async function resolveConfig(input: ResolveInput = {}): Promise<ResolvedC
       failFiles: num("sync.failFiles"),
       failBytes: num("sync.failBytes"),
       allowLarge: bool("sync.allowLarge"),
+      compression: str("sync.compression") as string,
     },
     env: { allow: list("env.allow") },
     sources,

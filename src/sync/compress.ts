@@ -1,5 +1,5 @@
 import * as zlib from "node:zlib";
-import { CrabboxError } from "../core/errors.ts";
+import { CrabboxError, usageError } from "../core/errors.ts";
 import type { SyncEncoding } from "../protocol/types.ts";
 
 /**
@@ -16,6 +16,52 @@ export interface CompressionChoice {
   level?: number;
   /** Force the portable implementation even under Bun (tests, measurements). */
   portable?: boolean;
+}
+
+/**
+ * The default sync compression, chosen by `npm run bench compression` (bench/benchmarks/
+ * compression.ts, results in bench/results/): on a generated 50 MB / 3,000-file tree zstd at level
+ * 3 is both the smallest body of the fast candidates (about 0.8× gzip -6) and the cheapest to make
+ * (about 0.4× zlib gzip -6 CPU), so it wins on AWS's ~4 MB/s link and on a fast one alike.
+ */
+export const DEFAULT_COMPRESSION: CompressionChoice = { encoding: "zstd", level: 3 };
+
+const LEVELS: Record<SyncEncoding, [number, number] | undefined> = {
+  gzip: [1, 9],
+  zstd: [1, 19],
+  identity: undefined,
+};
+
+/**
+ * `sync.compression`: `zstd`, `zstd:<1-19>`, `gzip`, `gzip:<1-9>` or `none`. Empty means the
+ * default. A bad value is a usage error (exit 2) before anything is synced.
+ */
+export function parseCompression(text: string | undefined): CompressionChoice {
+  const value = (text ?? "").trim().toLowerCase();
+  if (value === "") return DEFAULT_COMPRESSION;
+  const match = /^(zstd|gzip|none|identity)(?::(\d+))?$/.exec(value);
+  const encoding = match?.[1] === "none" ? "identity" : (match?.[1] as SyncEncoding | undefined);
+  const range = encoding ? LEVELS[encoding] : undefined;
+  const level = match?.[2] === undefined ? undefined : Number(match[2]);
+  if (
+    !encoding ||
+    (level !== undefined && (!range || level < range[0] || level > range[1])) ||
+    (encoding === "identity" && level !== undefined)
+  ) {
+    throw usageError(
+      `invalid sync.compression ${JSON.stringify(text)}`,
+      "use zstd, zstd:<1-19>, gzip, gzip:<1-9> or none",
+    );
+  }
+  if (encoding === "identity") return { encoding };
+  return { encoding, level: level ?? (encoding === "zstd" ? 3 : 6) };
+}
+
+/** The canonical spelling of a choice (`zstd:3`), for plans and timing output. */
+export function formatCompression(choice: CompressionChoice): string {
+  return choice.encoding === "identity"
+    ? "none"
+    : `${choice.encoding}:${choice.level ?? (choice.encoding === "zstd" ? 3 : 6)}`;
 }
 
 interface BunCompression {

@@ -62,6 +62,11 @@ const layerValues: Record<ConfigKey, Partial<Record<"user" | "repo" | "env" | "f
     env: { raw: "1", value: true },
     flag: { raw: false, value: false },
   },
+  "sync.compression": {
+    user: { raw: "gzip", value: "gzip" },
+    repo: { raw: "zstd:9", value: "zstd:9" },
+    env: { raw: "none", value: "none" },
+  },
   "env.allow": {
     user: { raw: ["USER_VAR"], value: ["USER_VAR"] },
     env: { raw: "ENV_A, ENV_B", value: ["ENV_A", "ENV_B"] },

@@ -66,6 +66,7 @@ function sampleValue(key: string, def: KeyDef): unknown {
       if (key === "awsLambdaMicroVM.image")
         return "arn:aws:lambda:us-east-1:123456789012:microvm-image:crabbox-runner";
       if (key === "awsLambdaMicroVM.workdir") return "/workspace/app";
+      if (key === "sync.compression") return "gzip:6";
       return "1.0";
     case "list":
       return ["a", "b"];
