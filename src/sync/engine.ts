@@ -77,7 +77,8 @@ export async function syncToRunner(options: SyncToRunnerOptions): Promise<SyncOu
     const diffStart = clock();
     const plan = planSync(snapshot.entries, remote);
     diffMs += clock() - diffStart;
-    if (isNoopPlan(plan)) {
+    // With `clean` the request itself does work (removing unsynced files), so it is always sent.
+    if (isNoopPlan(plan) && !options.clean) {
       return {
         plan,
         result: undefined,

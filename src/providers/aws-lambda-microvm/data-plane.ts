@@ -1,3 +1,4 @@
+import { forgetRemembered } from "../../sync/remembered.ts";
 import type { ProviderContext } from "../provider.ts";
 import type { ControlPlane } from "./control-plane.ts";
 import { dataPlaneTarget } from "./endpoint.ts";
@@ -41,11 +42,15 @@ export function openRunner(ctx: ProviderContext, plane: ControlPlane, vm: Microv
   return createRunnerClient({ target, getToken });
 }
 
-/** Deletes the MicroVM's cached token (on stop/terminate): it must not outlive the lease. */
+/**
+ * Deletes what this machine keeps about a MicroVM's data plane (on stop/terminate): its cached
+ * token, which must not outlive the lease, and the manifests remembered as synced into it.
+ */
 export async function forgetToken(
   ctx: ProviderContext,
   plane: ControlPlane,
   microvmId: string,
 ): Promise<void> {
+  await forgetRemembered(ctx.stateDir, microvmId).catch(() => {});
   await tokenCache(ctx, plane).delete(microvmId);
 }

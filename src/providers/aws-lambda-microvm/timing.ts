@@ -11,6 +11,9 @@ export interface TimingPhase {
   reason?: string;
   /** Bytes sent in this phase (upload: the compressed archive). */
   bytes?: number;
+  /** Files written and paths deleted by this phase (apply). */
+  changed?: number;
+  deleted?: number;
 }
 
 export type RunStatus = "succeeded" | "failed" | "timed-out" | "canceled";
@@ -44,6 +47,8 @@ function phase(p: TimingPhase): Record<string, unknown> {
   if (p.skipped) out.skipped = true;
   if (p.reason) out.reason = p.reason;
   if (p.bytes) out.bytes = p.bytes;
+  if (p.changed !== undefined) out.changed = p.changed;
+  if (p.deleted !== undefined) out.deleted = p.deleted;
   return out;
 }
 
