@@ -67,7 +67,7 @@ export interface TestEmulator {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   /** Send `signal` without waiting or cleaning up (crash tests); call stop() afterwards. */
   kill(signal: NodeJS.Signals): void;
-  /** VM processes still alive right after the emulator exited (stop() then kills them): should be []. */
+  /** VM processes still alive 5 s after the emulator exited (stop() then kills them): should be []. */
   survivors(): number[];
 }
 
@@ -181,6 +181,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Test
         const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
         const code = await exited;
         clearTimeout(timer);
+        // The kernel delivers a sandbox's die-with-parent SIGKILL asynchronously: give processes that
+        // are already dying a bounded moment before counting them as survivors.
+        for (let waited = 0; waited < 5_000 && emulator.vmProcesses().length > 0; waited += 100) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
         // Belt and braces: a test must never leave a VM process behind, even when it failed.
         survivors = emulator.vmProcesses();
         for (const pid of survivors) {
