@@ -9,7 +9,7 @@
  * terminal) instead of dropping output. When the last client goes away the command keeps running
  * for the detach grace, then its group is killed.
  */
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { encodeEventBytes, toBase64 } from "../src/protocol/ndjson.ts";
 import { cwdProblem } from "../src/protocol/paths.ts";
@@ -189,13 +189,13 @@ export class ExecSession {
     process: Bun.Subprocess<"pipe" | "ignore", "pipe", "pipe">,
     private readonly script: string,
     heartbeatMs: number,
+    startedAtMs: number,
   ) {
     this.id = id;
     this.request = request;
     this.process = process;
     this.pid = process.pid;
     this.stdinState = request.stdin ? "waiting" : "none";
-    const startedAtMs = Date.now();
     this.emit({ type: "started", execId: id, pid: process.pid, startedAtMs });
     // Checked every quarter interval and fired once the quiet time plus one check could exceed
     // heartbeatMs, so a quiet stream never goes longer than heartbeatMs without an event.
@@ -483,6 +483,12 @@ export class ExecRegistry {
     await mkdir(this.options.paths.tmpDir, { recursive: true });
     const script = join(this.options.paths.tmpDir, `crabbox-exec-${crypto.randomUUID()}.sh`);
     await writeFile(script, request.command, { mode: 0o600 });
+    // `startedAtMs` is what GET /v1/files?since= compares file mtimes with. File times come from the
+    // kernel's coarse clock (up to a tick behind Date.now()), so a file the command writes in its
+    // first milliseconds could look older than a Date.now() taken after the spawn. The script's own
+    // mtime, written just before, is on that same clock: nothing the command writes is older.
+    const scriptMtimeMs = Math.floor((await stat(script)).mtimeMs);
+    const startedAtMs = Math.min(scriptMtimeMs, Date.now());
     const env: Record<string, string> = {};
     for (const [name, value] of Object.entries(process.env)) if (value !== undefined) env[name] = value;
     Object.assign(env, request.env);
@@ -510,7 +516,7 @@ export class ExecRegistry {
       await rm(script, { force: true });
       throw error;
     }
-    const session = new ExecSession(id, request, child, script, this.options.heartbeatMs);
+    const session = new ExecSession(id, request, child, script, this.options.heartbeatMs, startedAtMs);
     this.sessions.set(id, session);
     this.sweep();
     return session;

@@ -1,6 +1,7 @@
 import { type ResolvedConfig, resolveConfig } from "../config/resolve.ts";
 import { type Claim, listClaims, matchClaims, readClaim, resolveLease } from "../core/claims.ts";
-import { CrabboxError, ExitCode, usageError } from "../core/errors.ts";
+import { CrabboxError, usageError } from "../core/errors.ts";
+import { installInterrupts } from "../core/interrupt.ts";
 import { debug, say, warn } from "../core/output.ts";
 import { stateDir } from "../core/paths.ts";
 import {
@@ -93,19 +94,6 @@ function validateLeaseCreation(
   }
 }
 
-/** Aborts on the first Ctrl-C (backends roll back); a second one gets the default, immediate exit. */
-function interruptSignal(): AbortSignal {
-  const controller = new AbortController();
-  const onInterrupt = () => {
-    process.off("SIGINT", onInterrupt);
-    process.off("SIGTERM", onInterrupt);
-    controller.abort(new CrabboxError("interrupted", { exitCode: ExitCode.interrupted }));
-  };
-  process.on("SIGINT", onInterrupt);
-  process.on("SIGTERM", onInterrupt);
-  return controller.signal;
-}
-
 export async function prepare(command: CommandName, options: PrepareOptions): Promise<Prepared> {
   const config = await resolveConfig({ flags: options.args });
   const state = stateDir();
@@ -125,12 +113,15 @@ export async function prepare(command: CommandName, options: PrepareOptions): Pr
         scopeFlag: provider.spec.scopeFlag,
       })
     : undefined;
+  // Installed once the state dir is known: a forced exit (second Ctrl-C) names the leases it holds.
+  const interrupts = installInterrupts({ stateDir: state });
   const ctx: ProviderContext = {
     config,
     scope,
     stateDir: state,
     report: stderrReporter,
-    signal: interruptSignal(),
+    signal: interrupts.signal,
+    onForcedExit: interrupts.onForcedExit,
   };
   return { config, provider, selection, lease, ctx };
 }

@@ -118,6 +118,12 @@ export const CONFIG_KEYS = {
     default: [],
     description: "when set, only these paths are synced",
   },
+  "sync.keep": {
+    kind: "list",
+    default: ["node_modules"],
+    description:
+      "what `run --clean` keeps of the files crabbox did not sync (globs; a directory keeps all of it)",
+  },
   "sync.warnFiles": {
     kind: "count",
     default: 50_000,

@@ -44,6 +44,8 @@ export interface ResolvedConfig {
   readonly sync: {
     readonly exclude: readonly string[];
     readonly include: readonly string[];
+    /** `run --clean` keeps unsynced files matching these (default node_modules). */
+    readonly keep: readonly string[];
     readonly warnFiles: number;
     readonly warnBytes: number;
     readonly failFiles: number;
@@ -244,6 +246,7 @@ export async function resolveConfig(input: ResolveInput = {}): Promise<ResolvedC
     sync: {
       exclude: list("sync.exclude"),
       include: list("sync.include"),
+      keep: list("sync.keep"),
       warnFiles: num("sync.warnFiles"),
       warnBytes: num("sync.warnBytes"),
       failFiles: num("sync.failFiles"),

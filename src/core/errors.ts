@@ -10,6 +10,8 @@ export const ExitCode = {
   leaseNotFound: 4,
   notReady: 5,
   sync: 6,
+  /** `run --require-artifact`: a `--download` matched nothing, or only files older than the run. */
+  artifactMissing: 7,
   timeout: 124,
   interrupted: 130,
 } as const;

@@ -1,5 +1,8 @@
 import type { ResolvedConfig } from "../config/resolve.ts";
+import type { DownloadSpec } from "../core/artifacts.ts";
 import type { Claim } from "../core/claims.ts";
+import type { ForcedExitHook } from "../core/interrupt.ts";
+import type { RunRecorder } from "../core/run-summary.ts";
 
 /**
  * The provider contract. A provider is a declared spec plus lifecycle functions; the CLI checks the
@@ -60,6 +63,12 @@ export interface ProviderContext {
   readonly report: Reporter;
   /** Fires on Ctrl-C or a deadline; backends stop waiting and roll back. */
   readonly signal: AbortSignal;
+  /**
+   * Registers what a forced exit (a second Ctrl-C) must still say or do, synchronously: lines naming
+   * what is left running and how to stop it. Returns the unregister function. Leases this process
+   * owns are named without registering.
+   */
+  readonly onForcedExit?: (hook: ForcedExitHook) => () => void;
 }
 
 export interface WarmupRequest {
@@ -102,6 +111,22 @@ export interface RunRequest {
   timingJson: boolean;
   /** Local working directory the remote command mirrors (`--cwd`), relative to the repo root. */
   cwd: string | undefined;
+  /** Chosen by the command so the summary and the artifact dir name the same run. */
+  runId?: string;
+  /** The local stdin to stream to the command (a FIFO or file, or `--stdin`); undefined = empty. */
+  stdin?: () => ReadableStream<Uint8Array>;
+  /** `--timeout`: the remote command is stopped after this long (exit 124). */
+  timeoutMs?: number;
+  /** `--download`: fetched after the command, whatever its exit code. */
+  downloads?: readonly DownloadSpec[];
+  /** `--artifact-dir`, absolute; undefined = `<repo root>/.crabbox/runs/<run id>`. */
+  artifactDir?: string;
+  /** `--require-artifact`: a missing or stale download fails the run (exit 7). */
+  requireArtifacts?: boolean;
+  /** `--clean`: remove unsynced files in the workdir except `sync.keep`. */
+  clean?: boolean;
+  /** Collects what the run did for `--json-summary`. */
+  recorder?: RunRecorder;
 }
 
 export interface RunResult {

@@ -1,28 +1,41 @@
 import { constants } from "node:os";
-import { CrabboxError } from "../../core/errors.ts";
+import { CrabboxError, describeError } from "../../core/errors.ts";
+import { interruptSignalOf } from "../../core/interrupt.ts";
 import { fromBase64 } from "../../protocol/ndjson.ts";
 import type { ExecEvent, ExecRequest } from "../../protocol/types.ts";
 import type { Reporter } from "../provider.ts";
 import { RunnerHttpError } from "./http.ts";
+import { startKeepAlive } from "./keepalive.ts";
 import { sleep } from "./readiness.ts";
 import type { RunnerClient } from "./runner-client.ts";
 
 /**
  * One remote command, streamed: stdout and stderr chunks go to the reporter byte for byte as they
  * arrive. The exec id is chosen here, so a dropped stream (or a POST lost to a proxy 502) reattaches
- * to the same command from the last event seen instead of running it twice. Ctrl-C sends SIGINT to
- * the remote process group, gives it a moment, then cancels it (SIGTERM, SIGKILL).
+ * to the same command from the last event seen instead of running it twice.
+ *
+ * While it runs: local stdin (when attached) is streamed in once the command started, keep-alive
+ * probes stop AWS from suspending a quiet MicroVM, and the runner enforces `timeoutSeconds` (with a
+ * local backstop in case the runner cannot say so). An interrupt (Ctrl-C, SIGTERM, SIGHUP) is
+ * forwarded to the remote process group as the same signal; after a short grace the group is
+ * cancelled (SIGTERM, SIGKILL), and once the command is gone whatever it left in its group goes too.
  */
 
 export interface ExecOptions {
   runner: RunnerClient;
-  /** Must carry `execId`. */
+  /** Must carry `execId`; `stdin: true` when `stdin` is given. */
   request: ExecRequest & { execId: string };
   report: Reporter;
-  /** Ctrl-C / SIGTERM: interrupt the remote command. */
+  /** Ctrl-C / SIGTERM / SIGHUP: interrupt the remote command. */
   signal: AbortSignal;
-  /** How long an interrupted command gets to exit on SIGINT before it is cancelled. */
+  /** How long an interrupted command gets to exit on its signal before it is cancelled. */
   interruptGraceMs?: number;
+  /** Fed to the command's stdin once it started; its end is the command's EOF. */
+  stdin?: ReadableStream<Uint8Array>;
+  /** Keep-alive probe interval while the command runs; undefined = no probes. */
+  keepAliveMs?: number;
+  /** Past `timeoutSeconds` plus this, crabbox cancels the command itself (the runner did not). */
+  timeoutBackstopMs?: number;
 }
 
 export interface ExecOutcome {
@@ -30,19 +43,24 @@ export interface ExecOutcome {
   exitCode: number;
   signal: string | null;
   reason: Extract<ExecEvent, { type: "exit" }>["reason"] | "interrupted";
-  /** Runner clock, from the `started` event. */
+  /** Runner clock, from the `started` event: artifacts older than this are stale. */
   startedAtMs: number | undefined;
   durationMs: number;
   interrupted: boolean;
+  /** The command ran past `timeoutSeconds` and was stopped. */
+  timedOut: boolean;
 }
 
 const MAX_REATTACH = 5;
 const INTERRUPT_GRACE_MS = 2000;
 /** After an interrupt, stop waiting for the exit event after this long (the VM is terminated anyway). */
 const INTERRUPT_GIVE_UP_MS = 10_000;
+/** The runner's DELETE waits for the group; crabbox waits this long for its answer when tidying up. */
+const TIDY_WAIT_MS = 3000;
+const TIMEOUT_BACKSTOP_MS = 10_000;
 const INTERRUPTED_EXIT = 130;
 
-function signalExitCode(signal: string | null): number {
+export function signalExitCode(signal: string | null): number {
   if (signal === null) return 1;
   const name = (signal.startsWith("SIG") ? signal : `SIG${signal}`) as keyof typeof constants.signals;
   const number = constants.signals[name];
@@ -56,6 +74,18 @@ function reattachable(error: unknown): boolean {
   return error instanceof CrabboxError;
 }
 
+/** Waits for `promise` at most `ms`; the answer does not matter, only that it was asked. */
+async function bounded(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    promise.catch(() => {}),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
   const { runner, request, report } = options;
   const execId = request.execId;
@@ -64,12 +94,15 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
   let startedAtMs: number | undefined;
   let exit: Extract<ExecEvent, { type: "exit" }> | undefined;
   let interrupted = false;
+  let backstopFired = false;
+  let stdinFed = false;
   const timers: ReturnType<typeof setTimeout>[] = [];
 
   const interrupt = () => {
     if (interrupted) return;
     interrupted = true;
-    void runner.signal(execId, "INT").catch(() => {});
+    const forwarded = interruptSignalOf(options.signal.reason) ?? "SIGINT";
+    void runner.signal(execId, forwarded).catch(() => {});
     timers.push(
       setTimeout(
         () => void runner.cancel(execId).catch(() => {}),
@@ -81,6 +114,41 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
   if (options.signal.aborted) interrupt();
   options.signal.addEventListener("abort", interrupt, { once: true });
 
+  if (request.timeoutSeconds !== undefined) {
+    // The runner owns the timeout (its clock, no network in between). If it cannot tell us — a
+    // frozen stream, a runner in trouble — crabbox cancels and finally stops waiting itself.
+    const margin = options.timeoutBackstopMs ?? TIMEOUT_BACKSTOP_MS;
+    const backstop = request.timeoutSeconds * 1000 + margin;
+    timers.push(
+      setTimeout(() => {
+        backstopFired = true;
+        void runner.cancel(execId).catch(() => {});
+      }, backstop),
+      setTimeout(() => local.abort(), backstop + margin),
+    );
+  }
+
+  const stopKeepAlive =
+    options.keepAliveMs === undefined
+      ? () => {}
+      : startKeepAlive({
+          intervalMs: options.keepAliveMs,
+          probe: ({ timeoutMs, signal }) => runner.health({ timeoutMs, signal }),
+          onError: (error) => report.debug(`keep-alive /health failed: ${describeError(error)}`),
+        });
+
+  const feedStdin = () => {
+    const stream = options.stdin;
+    if (!stream || stdinFed) return;
+    stdinFed = true;
+    runner.stdin(execId, stream, { signal: local.signal }).catch((error: unknown) => {
+      // Once the command ended, whatever it did not read is moot.
+      if (!local.signal.aborted && exit === undefined) {
+        report.warn(`stdin was not fully delivered to the remote command: ${describeError(error)}`);
+      }
+    });
+  };
+
   try {
     let attempts = 0;
     let stream = runner.exec(request, { signal: local.signal });
@@ -91,8 +159,10 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
           lastSeq = event.seq;
           if (event.type === "stdout") report.stdout(fromBase64(event.data));
           else if (event.type === "stderr") report.stderr(fromBase64(event.data));
-          else if (event.type === "started") startedAtMs = event.startedAtMs;
-          else if (event.type === "exit") exit = event;
+          else if (event.type === "started") {
+            startedAtMs = event.startedAtMs;
+            feedStdin();
+          } else if (event.type === "exit") exit = event;
         }
         break;
       } catch (error) {
@@ -100,7 +170,7 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
         if (!reattachable(error) || attempts >= MAX_REATTACH) throw error;
         attempts++;
         report.debug(
-          `exec ${execId}: stream lost after seq ${lastSeq} (${(error as Error).message}); reattaching`,
+          `exec ${execId}: stream lost after seq ${lastSeq} (${describeError(error)}); reattaching`,
         );
         await sleep(250 * attempts, local.signal).catch(() => {});
         if (local.signal.aborted) break;
@@ -114,10 +184,14 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
   } finally {
     options.signal.removeEventListener("abort", interrupt);
     for (const timer of timers) clearTimeout(timer);
+    stopKeepAlive();
     local.abort();
   }
 
   if (interrupted) {
+    // The command is gone (or given up on); what it started in the background goes too, so a
+    // retained lease is left with nothing of this run still running.
+    await bounded(runner.cancel(execId), TIDY_WAIT_MS);
     return {
       exitCode: INTERRUPTED_EXIT,
       signal: exit?.signal ?? null,
@@ -125,15 +199,29 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
       startedAtMs,
       durationMs: exit?.durationMs ?? 0,
       interrupted: true,
+      timedOut: false,
+    };
+  }
+  if (!exit && backstopFired) {
+    return {
+      exitCode: signalExitCode("SIGKILL"),
+      signal: null,
+      reason: "timeout",
+      startedAtMs,
+      durationMs: (request.timeoutSeconds ?? 0) * 1000,
+      interrupted: false,
+      timedOut: true,
     };
   }
   if (!exit) throw new CrabboxError("aws-lambda-microvm runner stream ended without an exit event");
+  const timedOut = exit.reason === "timeout" || (backstopFired && exit.reason === "canceled");
   return {
     exitCode: exit.exitCode ?? signalExitCode(exit.signal),
     signal: exit.signal,
-    reason: exit.reason,
+    reason: timedOut ? "timeout" : exit.reason,
     startedAtMs,
     durationMs: exit.durationMs,
     interrupted: false,
+    timedOut,
   };
 }

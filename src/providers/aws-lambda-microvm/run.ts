@@ -1,6 +1,6 @@
-import { randomBytes } from "node:crypto";
 import { realpathSync } from "node:fs";
 import { isAbsolute, relative, sep } from "node:path";
+import { defaultArtifactDir, ensureCrabboxGitignore } from "../../core/artifacts.ts";
 import { type Claim, saveClaim } from "../../core/claims.ts";
 import { formatDuration, humanBytes } from "../../core/duration.ts";
 import {
@@ -9,7 +9,8 @@ import {
   selectForwardedEnv,
   withReservedEnv,
 } from "../../core/env-forward.ts";
-import { CrabboxError, ExitCode, usageError } from "../../core/errors.ts";
+import { CrabboxError, describeError, ExitCode, usageError } from "../../core/errors.ts";
+import { newRunId, type RunRecorder } from "../../core/run-summary.ts";
 import { argvToShellScript, displayCommand, displayShellArg, shellQuote } from "../../core/shell.ts";
 import { cwdProblem } from "../../protocol/paths.ts";
 import { type SyncRunner, syncToRunner } from "../../sync/engine.ts";
@@ -17,15 +18,18 @@ import { findRepoRoot } from "../../sync/git.ts";
 import { hashCacheFile, loadHashCache } from "../../sync/hash-cache.ts";
 import { type LocalSnapshot, snapshotCheckout } from "../../sync/snapshot.ts";
 import type { ProviderContext, RunRequest, RunResult } from "../provider.ts";
+import { downloadArtifacts, unmetDownloads } from "./artifacts.ts";
 import { claimOwner, ownerGone } from "./cleanup.ts";
 import { type ControlPlane, controlPlane, isNotFound, type Microvm } from "./control-plane.ts";
 import { openRunner } from "./data-plane.ts";
 import { type ExecOutcome, execCommand } from "./exec.ts";
+import { keepAliveDisabled, keepAliveIntervalMs } from "./keepalive.ts";
 import {
   createLease,
   PROVIDER,
   recordedRunner,
   reloadLease,
+  stopCommand,
   terminateOrRecover,
   touchLease,
   withLeaseLock,
@@ -65,14 +69,25 @@ interface SessionResult {
 interface RunContext extends ProviderContext {
   progress: Progress;
   started: number;
+  /** Facts for `--json-summary`; a no-op recorder without it. */
+  recorder: RunRecorder;
 }
+
+/** Records nothing: the run's code records unconditionally. */
+const NO_RECORDER: RunRecorder = {
+  runId: "",
+  lease() {},
+  phase() {},
+  command() {},
+  sync() {},
+  exec() {},
+  artifacts() {},
+  leaseKept() {},
+  artifactsRequiredFailed() {},
+};
 
 /** Errors that came out of the sync phase: --keep-on-failure keeps the lease for them too. */
 const syncFailures = new WeakSet<object>();
-
-function newRunId(): string {
-  return `run_${randomBytes(6).toString("hex")}`;
-}
 
 function realpath(path: string): string {
   try {
@@ -132,7 +147,9 @@ async function snapshot(ctx: RunContext): Promise<LocalSnapshot> {
 
 /** The checkout's side: its snapshot (unless --no-sync) and the remote cwd it implies. */
 async function localSide(ctx: RunContext, request: RunRequest): Promise<Pick<Prepared, "snapshot" | "cwd">> {
+  const started = performance.now();
   const snap = request.sync ? await snapshot(ctx) : undefined;
+  ctx.recorder.phase("prepare", performance.now() - started);
   return {
     snapshot: snap,
     cwd: remoteCwd(request, ctx.config.cwd, snap?.manifest.root ?? ctx.config.repoRoot),
@@ -150,7 +167,7 @@ async function prepareRun(ctx: RunContext, request: RunRequest): Promise<Prepare
   if (request.cwd !== undefined) remoteCwd(request, ctx.config.cwd, ctx.config.repoRoot);
   const source = ctx.config.sources["env.allow"]?.source;
   const allow = resolveEnvAllow({ configAllow: ctx.config.env.allow });
-  const runId = newRunId();
+  const runId = request.runId ?? newRunId();
   const env = withReservedEnv(selectForwardedEnv(process.env, allow.entries), {
     leaseId: request.leaseArgument ?? "",
     runId,
@@ -175,6 +192,8 @@ interface SyncStats {
   bytesSent: number;
   written: number;
   deleted: number;
+  /** With `--clean`: unsynced files the runner removed. */
+  removedUnsynced: number | undefined;
 }
 
 /** The runner as the sync engine sees it, with the upload's bytes shown on the spinner as they go. */
@@ -207,6 +226,7 @@ async function syncWorkdir(
   runner: RunnerClient,
   workdir: string,
   snap: LocalSnapshot,
+  clean: boolean,
 ): Promise<SyncStats> {
   const started = performance.now();
   ctx.progress.phase(`syncing ${snap.guard.files} files (${humanBytes(snap.guard.bytes)})`);
@@ -217,6 +237,8 @@ async function syncWorkdir(
         workdir,
         snapshot: snap,
         compression: { encoding: "gzip" },
+        // `--clean` is sent even for an unchanged tree: the request itself does the cleaning.
+        ...(clean ? { clean: { keep: [...ctx.config.sync.keep] } } : {}),
       }),
       ctx.signal,
     );
@@ -224,9 +246,24 @@ async function syncWorkdir(
     ctx.progress.stop();
     ctx.report.info(`sync complete in ${formatDuration(ms)}`);
     const bytesSent = outcome.counters.bytesOut;
+    const removedUnsynced = clean ? (outcome.result?.removedUnsynced ?? 0) : undefined;
+    if (removedUnsynced !== undefined) {
+      ctx.report.info(
+        `clean: removed ${removedUnsynced} unsynced file${removedUnsynced === 1 ? "" : "s"} (kept ${ctx.config.sync.keep.join(", ") || "nothing"})`,
+      );
+    }
+    ctx.recorder.phase("sync", ms);
+    ctx.recorder.sync({
+      uploaded: outcome.uploads > 0,
+      bytesSent,
+      filesWritten: outcome.result?.written ?? 0,
+      filesDeleted: outcome.result?.deleted ?? 0,
+      removedUnsynced: removedUnsynced ?? null,
+    });
     return {
       ms: ms + snap.timings.manifestMs + snap.timings.hashMs,
       bytesSent,
+      removedUnsynced,
       written: outcome.result?.written ?? 0,
       deleted: outcome.result?.deleted ?? 0,
       phases: [
@@ -250,11 +287,18 @@ async function session(
   request: RunRequest,
   prepared: Prepared,
   lease: { claim: Claim; vm: Microvm; runner: RunnerClient },
+  plane: ControlPlane,
 ): Promise<SessionResult> {
   const { report } = ctx;
   const workdir = ctx.config.awsLambdaMicroVM.workdir.trim();
   const { claim, runner } = lease;
   report.info(`provider=${PROVIDER} lease=${claim.leaseID} microvm=${claim.cloudID} workdir=${workdir}`);
+  ctx.recorder.lease({
+    leaseId: claim.leaseID,
+    slug: claim.slug,
+    microvmId: claim.cloudID,
+    region: ctx.scope,
+  });
   const timing = {
     provider: PROVIDER,
     leaseId: claim.leaseID,
@@ -263,7 +307,8 @@ async function session(
   };
   let sync: SyncStats | undefined;
   try {
-    if (prepared.snapshot) sync = await syncWorkdir(ctx, runner, workdir, prepared.snapshot);
+    if (prepared.snapshot)
+      sync = await syncWorkdir(ctx, runner, workdir, prepared.snapshot, request.clean === true);
   } catch (error) {
     if (ctx.signal.aborted) return { exitCode: ExitCode.interrupted, failed: false, interrupted: true };
     if (typeof error === "object" && error !== null) syncFailures.add(error);
@@ -295,9 +340,16 @@ async function session(
   }
 
   if (prepared.envSummary) report.info(prepared.envSummary);
+  ctx.recorder.command(prepared.script);
   const commandStarted = performance.now();
   let outcome: ExecOutcome | undefined;
   let failure: unknown;
+  // A lease this process does not own survives a forced exit with the command still on it: say so.
+  const unregister = request.lease
+    ? ctx.onForcedExit?.(() => [
+        `still running: command ${prepared.runId} on lease ${claim.leaseID}; the runner stops it once nobody reattaches for ${DETACH_GRACE_SECONDS}s; end the lease now with: ${stopCommand(claim.leaseID)}`,
+      ])
+    : undefined;
   try {
     outcome = await execCommand({
       runner,
@@ -307,21 +359,39 @@ async function session(
         workdir,
         cwd: prepared.cwd,
         env: prepared.env,
+        ...(request.stdin ? { stdin: true } : {}),
+        ...(request.timeoutMs !== undefined ? { timeoutSeconds: request.timeoutMs / 1000 } : {}),
       },
       report,
       signal: ctx.signal,
+      stdin: request.stdin?.(),
+      keepAliveMs: keepAliveMsFor(ctx, plane, claim),
     });
   } catch (error) {
     failure = error;
+  } finally {
+    unregister?.();
   }
   const commandMs = performance.now() - commandStarted;
+  ctx.recorder.phase("command", commandMs);
+  if (outcome)
+    ctx.recorder.exec({
+      exitCode: outcome.interrupted ? null : outcome.exitCode,
+      signal: outcome.signal,
+      reason: outcome.reason,
+    });
+  const timedOut = outcome?.timedOut === true;
+  const exitCode = timedOut ? ExitCode.timeout : (outcome?.exitCode ?? 1);
+  const unmet =
+    outcome && !outcome.interrupted
+      ? await fetchArtifacts(ctx, request, prepared, runner, workdir, outcome)
+      : undefined;
   const totalMs = performance.now() - ctx.started;
-  const exitCode = outcome?.exitCode ?? 1;
   report.info(
     `${PROVIDER} run summary sync=${formatDuration(syncFields.syncMs)} command=${formatDuration(commandMs)} total=${formatDuration(totalMs)} exit=${exitCode}`,
   );
   if (request.timingJson) {
-    const how = failure ? "error" : outcome?.interrupted ? "interrupted" : "exited";
+    const how = failure ? "error" : outcome?.interrupted ? "interrupted" : timedOut ? "timeout" : "exited";
     report.info(
       timingJson({ ...timing, ...syncFields, commandMs, totalMs, exitCode, ...classify(exitCode, how) }),
     );
@@ -329,8 +399,88 @@ async function session(
   if (failure) throw failure;
   const result = outcome as ExecOutcome;
   if (result.interrupted) return { exitCode: ExitCode.interrupted, failed: false, interrupted: true };
+  if (timedOut) {
+    throw new CrabboxError(
+      `command timed out after ${formatDuration(request.timeoutMs ?? 0)} (--timeout) and was stopped`,
+      { exitCode: ExitCode.timeout, hint: "raise --timeout, or find out what the command waits for" },
+    );
+  }
   if (result.exitCode !== 0) report.info(`${PROVIDER} run exited ${result.exitCode}`);
+  requireArtifacts(ctx, request, unmet, result.exitCode);
   return { exitCode: result.exitCode, failed: result.exitCode !== 0, interrupted: false };
+}
+
+/** The runner's default detach grace (protocol `detachGraceSeconds`), named in forced-exit lines. */
+const DETACH_GRACE_SECONDS = 60;
+
+/** Keep-alive interval for this lease: its own idle timeout when the claim records one. */
+function keepAliveMsFor(ctx: RunContext, plane: ControlPlane, claim: Claim): number | undefined {
+  if (keepAliveDisabled(plane)) return undefined;
+  const idleSeconds = claim.idleTimeoutSeconds;
+  const idleMs =
+    typeof idleSeconds === "number" && idleSeconds > 0 ? idleSeconds * 1000 : ctx.config.idleTimeout;
+  return keepAliveIntervalMs(idleMs, plane.timeScale);
+}
+
+/**
+ * `--download`: after the command, whatever its exit code (not after an interrupt). Returns the
+ * specs that were not met (missing, only stale, failed); undefined when nothing was asked for.
+ */
+async function fetchArtifacts(
+  ctx: RunContext,
+  request: RunRequest,
+  prepared: Prepared,
+  runner: RunnerClient,
+  workdir: string,
+  outcome: ExecOutcome,
+): Promise<string[] | undefined> {
+  const specs = request.downloads ?? [];
+  if (specs.length === 0) return undefined;
+  const started = performance.now();
+  const dir = request.artifactDir ?? defaultArtifactDir(ctx.config.repoRoot, prepared.runId);
+  try {
+    if (request.artifactDir === undefined) await ensureCrabboxGitignore(ctx.config.repoRoot);
+    const artifacts = await downloadArtifacts({
+      runner,
+      workdir,
+      cwd: prepared.cwd,
+      specs,
+      // No started event means the command never ran: nothing it made can be there.
+      sinceMs: outcome.startedAtMs ?? Date.now(),
+      dir,
+      required: request.requireArtifacts === true,
+      report: ctx.report,
+      signal: ctx.signal,
+    });
+    ctx.recorder.artifacts(artifacts);
+    return unmetDownloads(artifacts).map((download) => `${download.spec} (${download.status})`);
+  } catch (error) {
+    if (ctx.signal.aborted) return undefined;
+    ctx.report.warn(`artifacts not downloaded: ${describeError(error)}`);
+    return specs.map((spec) => `${spec.raw} (failed)`);
+  } finally {
+    ctx.recorder.phase("artifacts", performance.now() - started);
+  }
+}
+
+/** `--require-artifact`: an unmet download fails a run whose command succeeded (exit 7). */
+function requireArtifacts(
+  ctx: RunContext,
+  request: RunRequest,
+  unmet: readonly string[] | undefined,
+  exitCode: number,
+): void {
+  if (!request.requireArtifacts || unmet === undefined || unmet.length === 0) return;
+  if (exitCode !== 0) {
+    // The command's own failure is the news; its code is kept.
+    ctx.report.warn(`required artifacts not produced: ${unmet.join(", ")}`);
+    return;
+  }
+  ctx.recorder.artifactsRequiredFailed();
+  throw new CrabboxError(`required artifacts missing or stale: ${unmet.join(", ")}`, {
+    exitCode: ExitCode.artifactMissing,
+    hint: "only files the command created or modified count; check its output and the --download paths (relative to the remote cwd)",
+  });
 }
 
 /** The three lines upstream prints when --keep-on-failure kept a lease. */
@@ -373,6 +523,7 @@ async function freshRun(
 ): Promise<RunResult> {
   ctx.progress.phase("provisioning");
   let lease: Awaited<ReturnType<typeof createLease>>;
+  const provisioning = performance.now();
   try {
     lease = await createLease(ctx, plane, {
       slug: request.slug,
@@ -381,6 +532,7 @@ async function freshRun(
     });
   } finally {
     ctx.progress.stop();
+    ctx.recorder.phase("provision", performance.now() - provisioning);
   }
   const { claim, vm } = lease;
   ctx.report.info(
@@ -389,7 +541,7 @@ async function freshRun(
   let result: SessionResult | undefined;
   let failed = true;
   try {
-    result = await session(ctx, request, prepared, lease);
+    result = await session(ctx, request, prepared, lease, plane);
     failed = result.failed;
     if (result.interrupted) throw ctx.signal.reason;
     return { exitCode: result.exitCode };
@@ -400,11 +552,16 @@ async function freshRun(
     lease.runner.close();
     if (request.keep) {
       await touchKept(ctx, claim, undefined);
+      ctx.recorder.leaseKept(true);
     } else if (request.keepOnFailure && failed && !ctx.signal.aborted) {
       await touchKept(ctx, claim, true);
       reportKept(ctx, request, prepared, claim);
+      ctx.recorder.leaseKept(true);
     } else {
-      await terminateOrRecover(ctx, plane, claim.leaseID, vm.microvmId, "release");
+      const teardown = performance.now();
+      const failure = await terminateOrRecover(ctx, plane, claim.leaseID, vm.microvmId, "release");
+      ctx.recorder.phase("teardown", performance.now() - teardown);
+      ctx.recorder.leaseKept(failure !== undefined);
     }
   }
 }
@@ -457,7 +614,8 @@ async function reuseRun(
       }
       let failed = false;
       try {
-        const result = await session(ctx, request, prepared, { claim, vm, runner });
+        ctx.recorder.leaseKept(true);
+        const result = await session(ctx, request, prepared, { claim, vm, runner }, plane);
         failed = result.failed;
         if (result.interrupted) throw ctx.signal.reason;
         return { exitCode: result.exitCode };
@@ -514,7 +672,13 @@ function checkImageIdentity(ctx: RunContext, claim: Claim, vm: Microvm): void {
 
 export async function run(ctx: ProviderContext, request: RunRequest): Promise<RunResult> {
   const progress = createProgress(ctx.report);
-  const runCtx: RunContext = { ...ctx, report: progress.report, progress, started: performance.now() };
+  const runCtx: RunContext = {
+    ...ctx,
+    report: progress.report,
+    progress,
+    started: performance.now(),
+    recorder: request.recorder ?? NO_RECORDER,
+  };
   try {
     const prepared = await prepareRun(runCtx, request);
     const plane = await controlPlane(runCtx);

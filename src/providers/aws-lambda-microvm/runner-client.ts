@@ -48,13 +48,20 @@ export interface RunnerClient {
   exec(request: ExecRequest, options?: { signal?: AbortSignal }): AsyncGenerator<ExecEvent>;
   /** Resumes an exec's event stream after the given seq. */
   events(execId: string, after: number, options?: { signal?: AbortSignal }): AsyncGenerator<ExecEvent>;
-  /** Streams the command's stdin; the end of `stream` closes it. */
-  stdin(execId: string, stream: BodySource): Promise<void>;
+  /**
+   * Streams the command's stdin; the end of `stream` closes it. No header timeout: the runner answers
+   * once the child has taken everything, which a slow reader may take long to do.
+   */
+  stdin(execId: string, stream: BodySource, options?: { signal?: AbortSignal }): Promise<void>;
   signal(execId: string, signal: string): Promise<void>;
   /** DELETE: kills the command's process group now. */
   cancel(execId: string): Promise<void>;
   /** GET /v1/files: a tar stream whose last member is `.crabbox-files.json`. */
-  files(workdir: string, query: FilesQuery): Promise<ReadableStream<Uint8Array>>;
+  files(
+    workdir: string,
+    query: FilesQuery,
+    options?: { signal?: AbortSignal },
+  ): Promise<ReadableStream<Uint8Array>>;
   close(): void;
 }
 
@@ -185,13 +192,15 @@ export function createRunnerClient(options: DataPlaneClientOptions): RunnerClien
       yield* eventStream("events", response);
     },
 
-    async stdin(execId, stream) {
+    async stdin(execId, stream, opts = {}) {
       const response = await client.request({
         op: "stdin",
         method: "POST",
         path: execPath(execId, "/stdin"),
         headers: { "content-type": "application/octet-stream" },
         body: stream,
+        headerTimeoutMs: 0,
+        signal: opts.signal,
       });
       await expectStatus("stdin", response, [200, 204]);
       await response.body.cancel().catch(() => {});
@@ -215,12 +224,13 @@ export function createRunnerClient(options: DataPlaneClientOptions): RunnerClien
       await response.body.cancel().catch(() => {});
     },
 
-    async files(workdir, filesQuery) {
+    async files(workdir, filesQuery, opts = {}) {
       const response = await client.request({
         op: "files",
         method: "GET",
         path: `/v1/files${query({ workdir, path: filesQuery.paths, since: filesQuery.sinceMs })}`,
         headers: { accept: "application/x-tar" },
+        signal: opts.signal,
       });
       return (await expectStatus("files", response)).body;
     },

@@ -52,6 +52,10 @@ const layerValues: Record<ConfigKey, Partial<Record<"user" | "repo" | "env" | "f
   idleTimeout: dur(),
   "sync.exclude": { user: { raw: ["u"], value: ["u"] }, repo: { raw: ["r", "r2"], value: ["r", "r2"] } },
   "sync.include": { user: { raw: ["u"], value: ["u"] }, repo: { raw: [], value: [] } },
+  "sync.keep": {
+    user: { raw: [".venv"], value: [".venv"] },
+    repo: { raw: ["node_modules", "target"], value: ["node_modules", "target"] },
+  },
   "sync.warnFiles": num(),
   "sync.warnBytes": num(),
   "sync.failFiles": num(),
