@@ -30,9 +30,10 @@ export function cwdProblem(cwd: string): string | undefined {
 
 /**
  * Workdirs that would let a sync or `clean` wipe the system. A workdir must be below one of these or
- * elsewhere entirely, never equal to one.
+ * elsewhere entirely, never equal to one. The CLI refuses them at config validation (upstream's
+ * list, /work and /workspace included) and the runner refuses them again at every request.
  */
-const TOO_BROAD = new Set([
+export const TOO_BROAD_WORKDIRS: ReadonlySet<string> = new Set([
   "/",
   "/bin",
   "/boot",
@@ -55,6 +56,8 @@ const TOO_BROAD = new Set([
   "/var",
   "/var/lib",
   "/var/tmp",
+  "/work",
+  "/workspace",
 ]);
 
 /** Kernel filesystems: never a workdir, not even below them. */
@@ -68,7 +71,7 @@ export function workdirProblem(workdir: string): string | undefined {
   if (workdir !== "/" && relativePathProblem(workdir.slice(1)) !== undefined) {
     return "workdir must be a clean absolute path";
   }
-  if (TOO_BROAD.has(workdir)) return `workdir ${workdir} is too broad`;
+  if (TOO_BROAD_WORKDIRS.has(workdir)) return `workdir ${workdir} is too broad`;
   if (FORBIDDEN_TREES.some((tree) => workdir.startsWith(`${tree}/`))) {
     return `workdir ${workdir} is inside a kernel filesystem`;
   }

@@ -1,6 +1,7 @@
 import { posix } from "node:path";
 import type { ResolvedConfig } from "../../config/resolve.ts";
 import { CrabboxError, ExitCode, usageError } from "../../core/errors.ts";
+import { TOO_BROAD_WORKDIRS } from "../../protocol/paths.ts";
 import type { CommandName } from "../provider.ts";
 
 /**
@@ -10,32 +11,6 @@ import type { CommandName } from "../provider.ts";
  */
 
 const REGION_RE = /^[a-z]{2}(-gov)?-[a-z]+-\d+$/;
-
-/** Directories too broad to sync into: the sync replaces the workdir wholesale. */
-const BROAD_WORKDIRS = new Set([
-  "/",
-  "/bin",
-  "/boot",
-  "/dev",
-  "/etc",
-  "/home",
-  "/lib",
-  "/lib64",
-  "/media",
-  "/mnt",
-  "/opt",
-  "/proc",
-  "/root",
-  "/run",
-  "/sbin",
-  "/srv",
-  "/sys",
-  "/tmp",
-  "/usr",
-  "/var",
-  "/work",
-  "/workspace",
-]);
 
 const IMAGE_COMMANDS: ReadonlySet<CommandName> = new Set(["run", "warmup", "doctor"]);
 
@@ -144,7 +119,7 @@ export function validate(config: ResolvedConfig, command: CommandName): void {
       `got "${settings.workdir}"`,
     );
   }
-  if (BROAD_WORKDIRS.has(workdir)) {
+  if (TOO_BROAD_WORKDIRS.has(workdir)) {
     throw usageError(`aws-lambda-microvm workdir "${workdir}" is too broad; choose a dedicated subdirectory`);
   }
   if (config.idleTimeout > 0 && config.idleTimeout < 60_000) {

@@ -15,7 +15,7 @@ describe("protocol path rules", () => {
   });
 
   test("workdirs: clean, absolute, not too broad", () => {
-    for (const ok of ["/workspace/crabbox", "/workspace", "/srv/app", "/tmp/work", "/home/user/repo"]) {
+    for (const ok of ["/workspace/crabbox", "/work/project", "/srv/app", "/tmp/work", "/home/user/repo"]) {
       expect(workdirProblem(ok)).toBeUndefined();
     }
     for (const bad of [
@@ -23,6 +23,8 @@ describe("protocol path rules", () => {
       "relative",
       "/",
       "/etc",
+      "/workspace",
+      "/work",
       "/usr",
       "/tmp",
       "/var",
