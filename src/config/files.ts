@@ -63,6 +63,29 @@ async function readText(ref: ConfigFileRef): Promise<string | undefined> {
   }
 }
 
+/**
+ * A crabbox config is a few dozen values. YAML aliases let a tiny file stand for billions of them
+ * (a "billion laughs" file in a repository); everything after parsing walks the whole tree, so the
+ * size is checked first — in at most this many steps.
+ */
+const MAX_CONFIG_VALUES = 10_000;
+
+function assertBoundedSize(ref: ConfigFileRef, parsed: unknown): void {
+  let left = MAX_CONFIG_VALUES;
+  const visit = (value: unknown): void => {
+    if (--left < 0) {
+      throw usageError(
+        `parse config ${ref.path}: more than ${MAX_CONFIG_VALUES} values once YAML aliases are expanded`,
+        "a crabbox config is a handful of keys; remove the anchors and aliases",
+      );
+    }
+    if (Array.isArray(value)) for (const item of value) visit(item);
+    else if (typeof value === "object" && value !== null)
+      for (const child of Object.values(value)) visit(child);
+  };
+  visit(parsed);
+}
+
 function parseYamlMapping(ref: ConfigFileRef, text: string, parseYAML: (text: string) => unknown) {
   let parsed: unknown;
   try {
@@ -72,6 +95,7 @@ function parseYamlMapping(ref: ConfigFileRef, text: string, parseYAML: (text: st
     throw usageError(`parse config ${ref.path}: ${reason}`);
   }
   if (parsed === null || parsed === undefined) return {};
+  assertBoundedSize(ref, parsed);
   if (!isMapping(parsed)) {
     throw usageError(`parse config ${ref.path}: the top level must be a mapping of keys (key: value)`);
   }
