@@ -1,8 +1,7 @@
 import type { LambdaMicrovmsClient } from "@aws-sdk/client-lambda-microvms";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { resolveConfig } from "../config/resolve.ts";
-import { CrabboxError } from "../core/errors.ts";
-import { ControlPlaneError } from "../providers/aws-lambda-microvm/control-plane.ts";
+import { sdkError } from "../providers/aws-lambda-microvm/control-plane.ts";
 import {
   type ControlPlaneEndpoint,
   resolveControlPlaneEndpoint,
@@ -57,27 +56,8 @@ function hintFor(operation: string, code: string, emulator: boolean): string | u
   return undefined;
 }
 
-function wrap(
-  operation: string,
-  target: string | undefined,
-  error: unknown,
-  emulator: boolean,
-): CrabboxError {
-  if (error instanceof CrabboxError) return error;
-  const err = error as {
-    name?: string;
-    code?: string;
-    message?: string;
-    $metadata?: { httpStatusCode?: number };
-  } | null;
-  const status = err?.$metadata?.httpStatusCode;
-  const code = err?.code && /^[A-Z]+$/.test(err.code) ? err.code : (err?.name ?? "Error");
-  const detail = (err?.message ?? String(error)).trim() || (status ? `HTTP ${status}` : "request failed");
-  return new ControlPlaneError(operation, target, code, detail, {
-    status,
-    hint: hintFor(operation, code, emulator),
-    cause: error,
-  });
+function wrap(operation: string, target: string | undefined, error: unknown, emulator: boolean) {
+  return sdkError(operation, target, error, (code) => hintFor(operation, code, emulator));
 }
 
 export interface ClientArgs {

@@ -149,11 +149,15 @@ function hintFor(code: string, status: number | undefined, emulator: boolean): s
   return undefined;
 }
 
-function wrapError(
+/**
+ * An SDK failure as the CrabboxError users see: the AWS error code (or Node's network code), the
+ * message, and a hint chosen by the caller (the provider and the image commands advise differently).
+ */
+export function sdkError(
   operation: string,
   target: string | undefined,
   error: unknown,
-  emulator: boolean,
+  hint: (code: string, status: number | undefined) => string | undefined,
 ): CrabboxError {
   if (error instanceof CrabboxError) return error;
   const err = error as {
@@ -167,9 +171,13 @@ function wrapError(
   const detail = (err?.message ?? String(error)).trim() || (status ? `HTTP ${status}` : "request failed");
   return new ControlPlaneError(operation, target, code, detail, {
     status,
-    hint: hintFor(code, status, emulator),
+    hint: hint(code, status),
     cause: error,
   });
+}
+
+function wrapError(operation: string, target: string | undefined, error: unknown, emulator: boolean) {
+  return sdkError(operation, target, error, (code, status) => hintFor(code, status, emulator));
 }
 
 function toMs(value: Date | number | undefined): number | undefined {
