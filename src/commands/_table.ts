@@ -14,6 +14,7 @@ const load = (module: Promise<{ default: CommandDef<any> }>) =>
  */
 export const commands: Record<string, LazyCommand> = {
   run: () => load(import("./run.ts")),
+  "sync-plan": () => load(import("./sync-plan.ts")),
   warmup: () => load(import("./warmup.ts")),
   status: () => load(import("./status.ts")),
   list: () => load(import("./list.ts")),

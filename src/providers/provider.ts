@@ -1,6 +1,7 @@
 import type { ResolvedConfig } from "../config/resolve.ts";
 import type { DownloadSpec } from "../core/artifacts.ts";
 import type { Claim } from "../core/claims.ts";
+import type { SyncPreview } from "../sync/preview.ts";
 import type { ForcedExitHook } from "../core/interrupt.ts";
 import type { RunRecorder } from "../core/run-summary.ts";
 
@@ -41,7 +42,8 @@ export type CommandName =
   | "pause"
   | "resume"
   | "cleanup"
-  | "doctor";
+  | "doctor"
+  | "sync-plan";
 
 /** Progress a backend reports; the command decides how it is shown (stderr lines today). */
 export interface Reporter {
@@ -207,6 +209,8 @@ export interface ProviderBackend {
   resume(ctx: ProviderContext, lease: Claim): Promise<void>;
   cleanup(ctx: ProviderContext, request: CleanupRequest): Promise<CleanupOutcome[]>;
   doctor(ctx: ProviderContext, request: DoctorRequest): Promise<DoctorCheck[]>;
+  /** `sync-plan --id`: what a run on the lease would send, against its runner's manifest. */
+  syncPlan(ctx: ProviderContext, lease: Claim): Promise<SyncPreview>;
 }
 
 export interface Provider {

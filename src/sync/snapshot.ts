@@ -1,6 +1,9 @@
+import type { ResolvedConfig } from "../config/resolve.ts";
 import type { ManifestEntry } from "../protocol/types.ts";
+import { findRepoRoot } from "./git.ts";
 import { checkSyncSize, type GuardReport, type SyncLimits } from "./guard.ts";
 import { type HashCache, type HashStats, hashLocalFiles } from "./hash.ts";
+import { hashCacheFile, loadHashCache } from "./hash-cache.ts";
 import { type LocalManifest, readLocalManifest } from "./manifest.ts";
 
 /**
@@ -54,4 +57,48 @@ export async function snapshotCheckout(options: SnapshotOptions): Promise<LocalS
     hash: stats,
     timings: { manifestMs: listed - started, hashMs: clock() - listed },
   };
+}
+
+export interface CheckoutSnapshotOptions {
+  cwd: string;
+  /** The resolved `sync.*` config. */
+  sync: Pick<
+    ResolvedConfig["sync"],
+    "exclude" | "include" | "warnFiles" | "warnBytes" | "failFiles" | "failBytes" | "allowLarge"
+  >;
+  /** Where the per-repository hash cache lives (the crabbox state dir). */
+  stateDir: string;
+  /** Report the hard size limits instead of failing on them (sync-plan shows, it does not sync). */
+  allowLarge?: boolean;
+  env?: Readonly<Record<string, string | undefined>>;
+  /** The cache could not be saved: worth a debug line, never a failed run. */
+  onCacheError?: (error: unknown) => void;
+}
+
+/**
+ * The snapshot a run (or sync-plan) takes: the checkout's manifest hashed through the persistent
+ * hash cache of its repository, so only files whose stat changed since the last run are read.
+ */
+export async function snapshotWithCache(options: CheckoutSnapshotOptions): Promise<LocalSnapshot> {
+  const env = options.env ?? process.env;
+  const root = await findRepoRoot(options.cwd, env);
+  const cache = await loadHashCache(hashCacheFile(options.stateDir, root), root);
+  const { sync } = options;
+  const snap = await snapshotCheckout({
+    cwd: options.cwd,
+    env: options.env,
+    excludes: sync.exclude,
+    includes: sync.include,
+    limits: {
+      warnFiles: sync.warnFiles,
+      warnBytes: sync.warnBytes,
+      failFiles: sync.failFiles,
+      failBytes: sync.failBytes,
+      allowLarge: options.allowLarge || sync.allowLarge || env.CRABBOX_SYNC_ALLOW_LARGE === "1",
+    },
+    cache,
+  });
+  cache.retain(snap.entries.map((entry) => entry.path));
+  await cache.save().catch((error: unknown) => options.onCacheError?.(error));
+  return snap;
 }
