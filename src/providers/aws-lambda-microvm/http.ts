@@ -105,6 +105,12 @@ function parseErrorBody(text: string): ErrorBody | undefined {
   return body;
 }
 
+/**
+ * An answer crabbox refuses on principle (a redirect to another origin): retrying cannot help and
+ * must not happen, so readiness and exec reattachment give up on it at once.
+ */
+export class DataPlanePolicyError extends CrabboxError {}
+
 function transportError(op: string, detail: string, cause?: unknown): CrabboxError {
   return new CrabboxError(`aws-lambda-microvm runner ${op} failed: ${detail}`, { cause });
 }
@@ -362,7 +368,9 @@ export function createDataPlaneClient(options: DataPlaneClientOptions): DataPlan
         throw transportError(init.op, "invalid redirect location");
       }
       if (next.origin.toLowerCase() !== target.origin.toLowerCase()) {
-        throw new CrabboxError(`aws-lambda-microvm refused cross-origin redirect to ${redactUrl(next)}`);
+        throw new DataPlanePolicyError(
+          `aws-lambda-microvm refused cross-origin redirect to ${redactUrl(next)}`,
+        );
       }
       if (++redirects > MAX_REDIRECTS)
         throw transportError(init.op, `stopped after ${MAX_REDIRECTS} redirects`);

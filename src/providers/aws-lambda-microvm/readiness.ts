@@ -1,7 +1,7 @@
 import { CrabboxError, ExitCode } from "../../core/errors.ts";
 import { MIN_PROTOCOL_VERSION } from "../../protocol/types.ts";
 import type { ControlPlane, Microvm } from "./control-plane.ts";
-import { RunnerHttpError } from "./http.ts";
+import { DataPlanePolicyError, RunnerHttpError } from "./http.ts";
 import type { RunnerClient, RunnerHealth } from "./runner-client.ts";
 
 /**
@@ -115,6 +115,8 @@ export function checkRunnerProtocol(leaseId: string, health: RunnerHealth): numb
 }
 
 function retryableProbeError(error: unknown): boolean {
+  // A refused redirect is the endpoint misbehaving, not warming up: waiting cannot fix it.
+  if (error instanceof DataPlanePolicyError) return false;
   if (error instanceof RunnerHttpError)
     return error.status === 502 || error.status === 503 || error.status === 504;
   // Transport failures (reset, refused, header timeout) while the proxy warms up.
