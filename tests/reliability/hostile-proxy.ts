@@ -1,0 +1,112 @@
+/**
+ * A loopback listener in front of the emulator that plays a hostile or broken data plane. The CLI
+ * is pointed at it as its (loopback, so emulator-mode) control-plane endpoint: control-plane calls
+ * and data-plane requests are passed through to the real emulator unchanged, except the data-plane
+ * requests a rule claims — those get the rule's answer (an oversized NDJSON line, garbage, a stream
+ * that never says how the command ended). Every request is counted, with its token header.
+ *
+ * Also `countingListener()`: a plain listener that only counts what reaches it (the target of a
+ * cross-origin redirect, which must never see a request, let alone a token).
+ */
+import type { Server } from "bun";
+import type { TestEmulator } from "../support/emulator.ts";
+
+export interface SeenRequest {
+  method: string;
+  path: string;
+  host: string;
+  token: string | undefined;
+}
+
+/** Answers a data-plane request itself, or returns undefined to pass it through. */
+export type Rule = (req: Request, url: URL) => Response | undefined;
+
+export interface HostileProxy {
+  url: string;
+  seen: SeenRequest[];
+  /** Replaces the rules (first match wins). */
+  rules: Rule[];
+  stop(): void;
+}
+
+const isDataPlane = (host: string) => /\.lambda-microvm\.[a-z0-9-]+\.on\.aws(:\d+)?$/i.test(host);
+
+export function hostileProxy(emu: TestEmulator): HostileProxy {
+  const seen: SeenRequest[] = [];
+  const proxy: HostileProxy = { url: "", seen, rules: [], stop: () => server.stop(true) };
+  const server: Server<undefined> = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    // Exec streams may be quiet for a while.
+    idleTimeout: 0,
+    async fetch(req) {
+      const url = new URL(req.url);
+      const host = req.headers.get("host") ?? "";
+      seen.push({
+        method: req.method,
+        path: url.pathname + url.search,
+        host,
+        token: req.headers.get("x-aws-proxy-auth") ?? undefined,
+      });
+      if (isDataPlane(host)) {
+        for (const rule of proxy.rules) {
+          const answer = rule(req, url);
+          if (answer) {
+            await req.arrayBuffer().catch(() => undefined);
+            return answer;
+          }
+        }
+      }
+      const hasBody = req.method !== "GET" && req.method !== "HEAD";
+      const upstream = await fetch(`${emu.url}${url.pathname}${url.search}`, {
+        method: req.method,
+        headers: req.headers,
+        body: hasBody ? req.body : undefined,
+        redirect: "manual",
+        decompress: false,
+      });
+      return new Response(upstream.body, { status: upstream.status, headers: upstream.headers });
+    },
+  });
+  proxy.url = `http://127.0.0.1:${server.port}`;
+  return proxy;
+}
+
+/** An NDJSON exec answer made of `lines` (each written as given, newline added). */
+export function ndjson(lines: string[], status = 200): Response {
+  return new Response(lines.map((line) => `${line}\n`).join(""), {
+    status,
+    headers: { "content-type": "application/x-ndjson" },
+  });
+}
+
+/** The `started` event line a real runner sends first. */
+export function startedLine(execId = "run_000000000000"): string {
+  return JSON.stringify({ seq: 1, type: "started", execId, pid: 4242, startedAtMs: Date.now() });
+}
+
+export interface CountingListener {
+  url: string;
+  /** Every request that reached the listener. */
+  requests: SeenRequest[];
+  stop(): void;
+}
+
+export function countingListener(): CountingListener {
+  const requests: SeenRequest[] = [];
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(req) {
+      const url = new URL(req.url);
+      requests.push({
+        method: req.method,
+        path: url.pathname + url.search,
+        host: req.headers.get("host") ?? "",
+        token: req.headers.get("x-aws-proxy-auth") ?? undefined,
+      });
+      return new Response("stolen", { status: 200 });
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, requests, stop: () => server.stop(true) };
+}
