@@ -47,6 +47,22 @@ const HOOKS = new Set(["ready", "validate", "run", "resume", "suspend", "termina
 const HOOK_PREFIX = "/aws/lambda-microvms/runtime/v1/";
 const EXEC_PATH = /^\/v1\/exec\/([^/]+)(\/events|\/stdin|\/signal)?$/;
 
+/**
+ * Test echo only (`--test-echo`): `head -c <bytes> /dev/zero` with its stdout as the raw response
+ * body. The bench's baseline for exec stdout throughput: the same bytes through the same pipe and
+ * proxy, without the NDJSON and base64 of /v1/exec.
+ */
+function rawOutput(url: URL): Response {
+  const bytes = url.searchParams.get("bytes") ?? "";
+  if (!/^[0-9]{1,12}$/.test(bytes)) throw badRequest("bytes must be a non-negative integer");
+  const child = Bun.spawn(["head", "-c", bytes, "/dev/zero"], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "ignore",
+  });
+  return new Response(child.stdout, { headers: { "content-type": "application/octet-stream" } });
+}
+
 export async function startRunner(options: RunnerOptions): Promise<RunningRunner> {
   const paths = runnerPaths(options.root);
   const state: RunnerState = {
@@ -111,6 +127,10 @@ export async function startRunner(options: RunnerOptions): Promise<RunningRunner
         longLived();
         return deleteExec(session);
       }
+    }
+    if (options.testEcho && pathname === "/_echo/raw" && method === "GET") {
+      longLived();
+      return rawOutput(url);
     }
     if (options.testEcho && pathname === "/_echo" && (method === "GET" || method === "POST")) {
       return jsonResponse({

@@ -7,4 +7,10 @@ import type { Benchmark } from "../lib/types.ts";
  */
 export const BENCHMARKS: Record<string, () => Promise<Benchmark>> = {
   compression: () => import("./compression.ts").then((m) => m.default),
+  startup: () => import("./startup.ts").then((m) => m.default),
+  "first-api-call": () => import("./first-api-call.ts").then((m) => m.default),
+  "warm-rerun": () => import("./warm-rerun.ts").then((m) => m.default),
+  "stdout-throughput": () => import("./stdout-throughput.ts").then((m) => m.default),
+  memory: () => import("./memory.ts").then((m) => m.default),
+  "emulator-boot": () => import("./emulator-boot.ts").then((m) => m.default),
 };
