@@ -1,7 +1,11 @@
+import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import type { CommandData } from "../cli.ts";
-import { usageError } from "../core/errors.ts";
+import { describeError, usageError } from "../core/errors.ts";
+import { warn } from "../core/output.ts";
+import { parseRunOptions } from "../core/run-options.ts";
 import { requestedSlug } from "../core/slug.ts";
+import { attachStdin, localStdin } from "../core/stdin.ts";
 import type { Provider } from "../providers/provider.ts";
 import { leaseCreationArgs, leaseIdArg, providerArgs, repeatedFlag } from "./_args.ts";
 
@@ -14,7 +18,6 @@ const unsupportedArgs = {
   checksum: { type: "boolean", description: "unsupported here (sync is delegated)" },
   "full-resync": { type: "boolean", description: "unsupported here (sync is delegated)" },
   script: { type: "string", description: "unsupported here; pass the command after --", valueHint: "file" },
-  download: { type: "string", description: "unsupported here (no artifact download)", valueHint: "path" },
 } as const;
 
 function unsupportedReason(provider: Provider, flag: keyof typeof unsupportedArgs): string {
@@ -46,7 +49,11 @@ Examples:
   crabbox run --keep --slug api -- make test        keep the MicroVM as lease "api"
   crabbox run --id api --shell 'make lint && make test'
   crabbox run --id api --no-sync -- ls -la
-  crabbox run --sync-only --id api`,
+  crabbox run --sync-only --id api
+  crabbox run -- sh < script.sh                    stdin is streamed when it is a pipe or a file
+  crabbox run --timeout 10m --json-summary run.json -- make test
+  crabbox run --download coverage --require-artifact -- bun test --coverage
+  crabbox run --id api --clean -- make build        remove unsynced files (except sync.keep) first`,
   },
   args: {
     ...providerArgs,
@@ -79,42 +86,122 @@ Examples:
       description: "remote working directory, relative to the synced checkout",
       valueHint: "dir",
     },
+    stdin: {
+      type: "boolean",
+      description: "stream local stdin to the command (default: only when it is a pipe or a file)",
+      negativeDescription: "give the command an empty stdin",
+    },
+    timeout: {
+      type: "string",
+      description: "stop the command after this long and exit 124, e.g. 10m",
+      valueHint: "duration",
+    },
+    download: {
+      type: "string",
+      description:
+        "after the command, fetch files it created or modified: a file, directory or ** glob under the remote cwd, optionally =local (repeatable)",
+      valueHint: "remote[=local]",
+    },
+    "artifact-dir": {
+      type: "string",
+      description: "where --download puts files (default .crabbox/runs/<run-id>/ at the repo root)",
+      valueHint: "dir",
+    },
+    "require-artifact": {
+      type: "boolean",
+      description: "fail (exit 7) when a --download matched nothing or only files older than the command",
+    },
+    "json-summary": {
+      type: "string",
+      description: "write one JSON object describing the run to this file, whatever the outcome",
+      valueHint: "file",
+    },
+    clean: {
+      type: "boolean",
+      description: "before the command, remove files in the workdir crabbox did not sync, except sync.keep",
+    },
     ...unsupportedArgs,
   },
   async run({ args, rawArgs, data }) {
     // Loaded on use: `--help` never pays for config, claims and provider code.
     const { prepare } = await import("./_context.ts");
-    const command = (data as CommandData | undefined)?.rest ?? [];
-    const leaseArgument = args.id?.trim() || undefined;
-    if (leaseArgument && args.slug !== undefined) {
-      throw usageError("--slug only applies when creating a new lease; omit --id or use the existing slug");
+    const { createRunSummary, newRunId, writeRunSummary, writeRunSummarySync } = await import(
+      "../core/run-summary.ts"
+    );
+    const runId = newRunId();
+    const summaryFile = args["json-summary"]?.trim() ? resolve(args["json-summary"].trim()) : undefined;
+    const summary = summaryFile ? createRunSummary({ runId }) : undefined;
+    let provider: Provider | undefined;
+    let signal: AbortSignal | undefined;
+    let exitCode: number | undefined;
+    let failure: unknown;
+    let unregister: (() => void) | undefined;
+    try {
+      const command = (data as CommandData | undefined)?.rest ?? [];
+      const leaseArgument = args.id?.trim() || undefined;
+      if (leaseArgument && args.slug !== undefined) {
+        throw usageError("--slug only applies when creating a new lease; omit --id or use the existing slug");
+      }
+      const slug = args.slug === undefined ? undefined : requestedSlug(args.slug);
+      if (command.length === 0 && !args["sync-only"])
+        throw usageError("usage: crabbox run [flags] -- <command...>");
+      const options = parseRunOptions(args, repeatedFlag(rawArgs, "download"), process.cwd());
+      const prepared = await prepare("run", {
+        args: { ...args, "allow-env": repeatedFlag(rawArgs, "allow-env") },
+        leaseId: leaseArgument,
+      });
+      const { lease, ctx } = prepared;
+      provider = prepared.provider;
+      signal = ctx.signal;
+      for (const flag of Object.keys(unsupportedArgs) as (keyof typeof unsupportedArgs)[]) {
+        if (args[flag] !== undefined && args[flag] !== false)
+          throw usageError(unsupportedReason(provider, flag));
+      }
+      if (summaryFile && summary) {
+        const name = provider.spec.name;
+        // A second Ctrl-C exits at once: the summary is still written, synchronously.
+        unregister = ctx.onForcedExit?.(() => {
+          writeRunSummarySync(summaryFile, summary.finish({ provider: name, signal: ctx.signal }));
+          return undefined;
+        });
+      }
+      const backend = await provider.backend();
+      const attach = !args["sync-only"] && attachStdin(options.stdin);
+      const result = await backend.run(ctx, {
+        command,
+        shell: Boolean(args.shell),
+        lease,
+        leaseArgument,
+        slug,
+        keep: Boolean(args.keep),
+        keepOnFailure: Boolean(args["keep-on-failure"]),
+        sync: args.sync !== false,
+        syncOnly: Boolean(args["sync-only"]),
+        reclaim: Boolean(args.reclaim),
+        timingJson: Boolean(args["timing-json"]),
+        cwd: args.cwd,
+        runId,
+        stdin: attach ? () => localStdin() : undefined,
+        timeoutMs: options.timeoutMs,
+        downloads: options.downloads,
+        artifactDir: options.artifactDir,
+        requireArtifacts: options.requireArtifacts,
+        clean: options.clean,
+        recorder: summary,
+      });
+      exitCode = result.exitCode;
+      return exitCode;
+    } catch (error) {
+      failure = error;
+      throw error;
+    } finally {
+      unregister?.();
+      if (summaryFile && summary) {
+        const outcome = { provider: provider?.spec.name, exitCode, error: failure, signal };
+        await writeRunSummary(summaryFile, summary.finish(outcome)).catch((error: unknown) =>
+          warn(`--json-summary ${summaryFile} not written: ${describeError(error)}`),
+        );
+      }
     }
-    const slug = args.slug === undefined ? undefined : requestedSlug(args.slug);
-    if (command.length === 0 && !args["sync-only"])
-      throw usageError("usage: crabbox run [flags] -- <command...>");
-    const { provider, lease, ctx } = await prepare("run", {
-      args: { ...args, "allow-env": repeatedFlag(rawArgs, "allow-env") },
-      leaseId: leaseArgument,
-    });
-    for (const flag of Object.keys(unsupportedArgs) as (keyof typeof unsupportedArgs)[]) {
-      if (args[flag] !== undefined && args[flag] !== false)
-        throw usageError(unsupportedReason(provider, flag));
-    }
-    const backend = await provider.backend();
-    const result = await backend.run(ctx, {
-      command,
-      shell: Boolean(args.shell),
-      lease,
-      leaseArgument,
-      slug,
-      keep: Boolean(args.keep),
-      keepOnFailure: Boolean(args["keep-on-failure"]),
-      sync: args.sync !== false,
-      syncOnly: Boolean(args["sync-only"]),
-      reclaim: Boolean(args.reclaim),
-      timingJson: Boolean(args["timing-json"]),
-      cwd: args.cwd,
-    });
-    return result.exitCode;
   },
 });

@@ -71,7 +71,8 @@ export interface SummaryArtifacts {
 export interface RunSummary {
   schemaVersion: 1;
   runId: string;
-  provider: string;
+  /** null when the run failed before a provider was selected. */
+  provider: string | null;
   leaseId: string | null;
   slug: string | null;
   microvmId: string | null;
@@ -125,6 +126,8 @@ export interface RunRecorder {
 }
 
 export interface SummaryFinish {
+  /** The selected provider, once known. */
+  provider?: string;
   /** The exit code crabbox is about to return when the backend returned normally. */
   exitCode?: number;
   /** What the backend (or anything before it) threw. */
@@ -142,11 +145,7 @@ export function newRunId(): string {
   return `run_${randomBytes(6).toString("hex")}`;
 }
 
-export function createRunSummary(options: {
-  provider: string;
-  runId?: string;
-  now?: () => number;
-}): SummaryCollector {
+export function createRunSummary(options: { runId?: string; now?: () => number } = {}): SummaryCollector {
   const now = options.now ?? Date.now;
   const started = now();
   const runId = options.runId ?? newRunId();
@@ -210,15 +209,16 @@ export function createRunSummary(options: {
         exitCode = outcome.exitCode ?? ExitCode.ok;
         status = exitCode === 0 ? "succeeded" : "provider-error";
       }
-      const timings = { totalMs: Math.max(0, Math.round(finished - started)) } as RunSummary["timings"];
+      const timings = {} as RunSummary["timings"];
       for (const phase of SUMMARY_PHASES) {
         const ms = phases.get(phase);
         timings[`${phase}Ms`] = ms === undefined ? null : Math.round(ms);
       }
+      timings.totalMs = Math.max(0, Math.round(finished - started));
       return {
         schemaVersion: SUMMARY_SCHEMA_VERSION,
         runId,
-        provider: options.provider,
+        provider: outcome.provider ?? null,
         leaseId: lease?.leaseId ?? null,
         slug: lease?.slug || null,
         microvmId: lease?.microvmId || null,

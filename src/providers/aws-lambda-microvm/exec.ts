@@ -41,6 +41,8 @@ export interface ExecOptions {
 export interface ExecOutcome {
   /** The remote exit code; 128+n when a signal killed it; 130 when crabbox interrupted it. */
   exitCode: number;
+  /** The code the command exited with by itself; null when a signal ended it or it never ended. */
+  remoteExitCode: number | null;
   signal: string | null;
   reason: Extract<ExecEvent, { type: "exit" }>["reason"] | "interrupted";
   /** Runner clock, from the `started` event: artifacts older than this are stale. */
@@ -194,6 +196,7 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
     await bounded(runner.cancel(execId), TIDY_WAIT_MS);
     return {
       exitCode: INTERRUPTED_EXIT,
+      remoteExitCode: exit?.exitCode ?? null,
       signal: exit?.signal ?? null,
       reason: "interrupted",
       startedAtMs,
@@ -205,6 +208,7 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
   if (!exit && backstopFired) {
     return {
       exitCode: signalExitCode("SIGKILL"),
+      remoteExitCode: null,
       signal: null,
       reason: "timeout",
       startedAtMs,
@@ -217,6 +221,7 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
   const timedOut = exit.reason === "timeout" || (backstopFired && exit.reason === "canceled");
   return {
     exitCode: exit.exitCode ?? signalExitCode(exit.signal),
+    remoteExitCode: exit.exitCode,
     signal: exit.signal,
     reason: timedOut ? "timeout" : exit.reason,
     startedAtMs,
