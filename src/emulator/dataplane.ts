@@ -130,8 +130,11 @@ export async function handleDataPlane(
   }
   let bytesIn = 0;
   const hasBody = req.body !== null && req.method !== "GET" && req.method !== "HEAD";
+  // The request body the runner receives stops after BYTES, as a connection dropped mid-upload would.
+  const cutUpload = hasBody ? emu.faults.take("cut-upload-after", path) : undefined;
   const body = hasBody
     ? metered(req.body as ReadableStream<Uint8Array>, {
+        cutAfter: cutUpload ? Number(cutUpload.value) : undefined,
         onChunk: (n) => {
           bytesIn += n;
         },

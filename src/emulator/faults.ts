@@ -15,6 +15,7 @@ export const faultKinds = {
   "slow-boot-ms": { plane: "control", value: "number" },
   "first-request-502": { plane: "data", value: "none" },
   "cut-stream-after": { plane: "data", value: "number" },
+  "cut-upload-after": { plane: "data", value: "number" },
   redirect: { plane: "data", value: "string" },
   // Either plane: @RunMicrovm crashes the runner while it boots, a path (or nothing) on a request.
   "runner-crash": { plane: "any", value: "none" },

@@ -2,7 +2,7 @@ import { realpathSync } from "node:fs";
 import { isAbsolute, relative, sep } from "node:path";
 import { defaultArtifactDir, ensureCrabboxGitignore } from "../../core/artifacts.ts";
 import { type Claim, saveClaim } from "../../core/claims.ts";
-import { formatDuration, humanBytes } from "../../core/duration.ts";
+import { formatDuration } from "../../core/duration.ts";
 import {
   describeForwardedEnv,
   resolveEnvAllow,
@@ -13,14 +13,12 @@ import { CrabboxError, describeError, ExitCode, usageError } from "../../core/er
 import { newRunId, type RunRecorder } from "../../core/run-summary.ts";
 import { argvToShellScript, displayCommand, displayShellArg, shellQuote } from "../../core/shell.ts";
 import { cwdProblem } from "../../protocol/paths.ts";
-import { type SyncRunner, syncToRunner } from "../../sync/engine.ts";
-import { findRepoRoot } from "../../sync/git.ts";
-import { hashCacheFile, loadHashCache } from "../../sync/hash-cache.ts";
-import { type LocalSnapshot, snapshotCheckout } from "../../sync/snapshot.ts";
+import { type CompressionChoice, parseCompression } from "../../sync/compress.ts";
+import { type LocalSnapshot, snapshotWithCache } from "../../sync/snapshot.ts";
 import type { ProviderContext, RunRequest, RunResult } from "../provider.ts";
 import { downloadArtifacts, unmetDownloads } from "./artifacts.ts";
 import { claimOwner, ownerGone } from "./cleanup.ts";
-import { type ControlPlane, controlPlane, isNotFound, type Microvm } from "./control-plane.ts";
+import { type ControlPlane, controlPlane, type Microvm } from "./control-plane.ts";
 import { openRunner } from "./data-plane.ts";
 import { type ExecOutcome, execCommand } from "./exec.ts";
 import { keepAliveDisabled, keepAliveIntervalMs } from "./keepalive.ts";
@@ -36,9 +34,18 @@ import {
   withMicrovmLabels,
 } from "./lease.ts";
 import { createProgress, type Progress } from "./progress.ts";
-import { abortable, waitReady } from "./readiness.ts";
+import { waitReady } from "./readiness.ts";
+import {
+  checkImageIdentity,
+  claimedMicrovm,
+  isDataPlaneFailure,
+  liveMicrovm,
+  mayRecover,
+  unreachable,
+} from "./reuse.ts";
 import type { RunnerClient } from "./runner-client.ts";
-import { classify, type TimingPhase, timingJson } from "./timing.ts";
+import { execOnSyncedWorkdir, type SyncStats, type SyncTarget, syncWorkdir } from "./sync.ts";
+import { classify, timingJson } from "./timing.ts";
 
 /**
  * `crabbox run`: everything that can fail locally fails before a MicroVM exists (command, --cwd,
@@ -56,6 +63,8 @@ interface Prepared {
   envSummary: string | undefined;
   snapshot: LocalSnapshot | undefined;
   runId: string;
+  /** `sync.compression`, parsed before anything remote happens (a typo is exit 2, not a MicroVM). */
+  compression: CompressionChoice;
 }
 
 interface SessionResult {
@@ -121,23 +130,12 @@ function remoteCwd(request: RunRequest, localCwd: string, root: string): string 
 
 async function snapshot(ctx: RunContext): Promise<LocalSnapshot> {
   const { config, report } = ctx;
-  const root = await findRepoRoot(config.cwd);
-  const cache = await loadHashCache(hashCacheFile(ctx.stateDir, root), root);
-  const snap = await snapshotCheckout({
+  const snap = await snapshotWithCache({
     cwd: config.cwd,
-    excludes: config.sync.exclude,
-    includes: config.sync.include,
-    limits: {
-      warnFiles: config.sync.warnFiles,
-      warnBytes: config.sync.warnBytes,
-      failFiles: config.sync.failFiles,
-      failBytes: config.sync.failBytes,
-      allowLarge: config.sync.allowLarge || process.env.CRABBOX_SYNC_ALLOW_LARGE === "1",
-    },
-    cache,
+    sync: config.sync,
+    stateDir: ctx.stateDir,
+    onCacheError: (error) => report.debug(`hash cache not saved: ${String(error)}`),
   });
-  cache.retain(snap.entries.map((entry) => entry.path));
-  await cache.save().catch((error: unknown) => report.debug(`hash cache not saved: ${String(error)}`));
   for (const warning of snap.manifest.warnings) report.warn(warning);
   report.info(snap.guard.candidateLine);
   for (const warning of snap.guard.warnings) report.warn(warning);
@@ -168,6 +166,7 @@ async function prepareRun(ctx: RunContext, request: RunRequest): Promise<Prepare
   const source = ctx.config.sources["env.allow"]?.source;
   const allow = resolveEnvAllow({ configAllow: ctx.config.env.allow });
   const runId = request.runId ?? newRunId();
+  const compression = parseCompression(ctx.config.sync.compression);
   const env = withReservedEnv(selectForwardedEnv(process.env, allow.entries), {
     leaseId: request.leaseArgument ?? "",
     runId,
@@ -182,103 +181,54 @@ async function prepareRun(ctx: RunContext, request: RunRequest): Promise<Prepare
     envSummary: explicit ? describeForwardedEnv(env, allow.entries, PROVIDER) : undefined,
     snapshot: undefined,
     runId,
+    compression,
   };
   return request.lease ? prepared : { ...prepared, ...(await localSide(ctx, request)) };
 }
 
-interface SyncStats {
-  ms: number;
-  phases: TimingPhase[];
-  bytesSent: number;
-  written: number;
-  deleted: number;
-  /** With `--clean`: unsynced files the runner removed. */
-  removedUnsynced: number | undefined;
-}
-
-/** The runner as the sync engine sees it, with the upload's bytes shown on the spinner as they go. */
-function uploadProgress(runner: RunnerClient, progress: Progress): SyncRunner {
-  let sent = 0;
-  let shownAt = 0;
-  const count = (stream: ReadableStream<Uint8Array>) =>
-    stream.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
-          sent += chunk.byteLength;
-          const now = performance.now();
-          if (now - shownAt >= 100) {
-            shownAt = now;
-            progress.update(`uploading ${humanBytes(sent)}`);
-          }
-          controller.enqueue(chunk);
-        },
-      }),
-    );
-  return {
-    manifest: (workdir) => runner.manifest(workdir),
-    sync: (workdir, base, body, encoding) =>
-      runner.sync(workdir, base, typeof body === "function" ? () => count(body()) : count(body), encoding),
-  };
-}
-
-async function syncWorkdir(
+/** The sync, with what `--clean` removed said and the summary recorder told. */
+async function syncInto(
   ctx: RunContext,
   runner: RunnerClient,
-  workdir: string,
+  target: SyncTarget,
   snap: LocalSnapshot,
   clean: boolean,
 ): Promise<SyncStats> {
-  const started = performance.now();
-  ctx.progress.phase(`syncing ${snap.guard.files} files (${humanBytes(snap.guard.bytes)})`);
-  try {
-    const outcome = await abortable(
-      syncToRunner({
-        runner: uploadProgress(runner, ctx.progress),
-        workdir,
-        snapshot: snap,
-        compression: { encoding: "gzip" },
-        // `--clean` is sent even for an unchanged tree: the request itself does the cleaning.
-        ...(clean ? { clean: { keep: [...ctx.config.sync.keep] } } : {}),
-      }),
-      ctx.signal,
+  const stats = await syncWorkdir(ctx, runner, target, snap, {
+    // `--clean` is sent even for an unchanged tree: the request itself does the cleaning.
+    ...(clean ? { clean: { keep: [...ctx.config.sync.keep] } } : {}),
+  });
+  const removed = stats.removedUnsynced;
+  if (removed !== undefined) {
+    ctx.report.info(
+      `clean: removed ${removed} unsynced file${removed === 1 ? "" : "s"} (kept ${ctx.config.sync.keep.join(", ") || "nothing"})`,
     );
-    const ms = performance.now() - started;
-    ctx.progress.stop();
-    ctx.report.info(`sync complete in ${formatDuration(ms)}`);
-    const bytesSent = outcome.counters.bytesOut;
-    const removedUnsynced = clean ? (outcome.result?.removedUnsynced ?? 0) : undefined;
-    if (removedUnsynced !== undefined) {
-      ctx.report.info(
-        `clean: removed ${removedUnsynced} unsynced file${removedUnsynced === 1 ? "" : "s"} (kept ${ctx.config.sync.keep.join(", ") || "nothing"})`,
-      );
-    }
-    ctx.recorder.phase("sync", ms);
-    ctx.recorder.sync({
-      uploaded: outcome.uploads > 0,
-      bytesSent,
-      filesWritten: outcome.result?.written ?? 0,
-      filesDeleted: outcome.result?.deleted ?? 0,
-      removedUnsynced: removedUnsynced ?? null,
-    });
-    return {
-      ms: ms + snap.timings.manifestMs + snap.timings.hashMs,
-      bytesSent,
-      removedUnsynced,
-      written: outcome.result?.written ?? 0,
-      deleted: outcome.result?.deleted ?? 0,
-      phases: [
-        { name: "manifest", ms: snap.timings.manifestMs },
-        { name: "hash", ms: snap.timings.hashMs },
-        { name: "diff", ms: outcome.timings.diffMs },
-        outcome.uploads === 0
-          ? { name: "upload", skipped: true, reason: "unchanged" }
-          : { name: "upload", ms: outcome.timings.uploadMs, bytes: bytesSent },
-        { name: "aws_lambda_microvm_sync", ms: ms + snap.timings.manifestMs + snap.timings.hashMs },
-      ],
-    };
-  } finally {
-    ctx.progress.stop();
   }
+  recordSync(ctx, stats);
+  return stats;
+}
+
+function recordSync(ctx: RunContext, stats: SyncStats): void {
+  ctx.recorder.phase("sync", stats.ms);
+  ctx.recorder.sync({
+    uploaded: stats.uploads > 0,
+    bytesSent: stats.bytesSent,
+    filesWritten: stats.written,
+    filesDeleted: stats.deleted,
+    removedUnsynced: stats.removedUnsynced ?? null,
+  });
+}
+
+/** The sync's fields of the timing line (`--no-sync`: one skipped phase). */
+function syncTiming(sync: SyncStats | undefined) {
+  return {
+    syncMs: sync?.ms ?? 0,
+    syncPhases: sync?.phases ?? [{ name: "sync", skipped: true, reason: "--no-sync" }],
+    syncSkipped: sync === undefined,
+    syncBytesSent: sync?.bytesSent,
+    syncFilesWritten: sync?.written,
+    syncFilesDeleted: sync?.deleted,
+  };
 }
 
 /** Sync and command on a ready lease; prints the summary and timing lines. */
@@ -286,7 +236,7 @@ async function session(
   ctx: RunContext,
   request: RunRequest,
   prepared: Prepared,
-  lease: { claim: Claim; vm: Microvm; runner: RunnerClient },
+  lease: { claim: Claim; runner: RunnerClient; fresh: boolean },
   plane: ControlPlane,
 ): Promise<SessionResult> {
   const { report } = ctx;
@@ -305,23 +255,24 @@ async function session(
     slug: claim.slug,
     syncDelegated: true,
   };
+  const target: SyncTarget = {
+    microvmId: claim.cloudID,
+    workdir,
+    fresh: lease.fresh,
+    // A one-shot MicroVM ends with this run: nothing to remember for a next one.
+    persist: !lease.fresh || request.keep || request.keepOnFailure,
+    compression: prepared.compression,
+  };
   let sync: SyncStats | undefined;
   try {
     if (prepared.snapshot)
-      sync = await syncWorkdir(ctx, runner, workdir, prepared.snapshot, request.clean === true);
+      sync = await syncInto(ctx, runner, target, prepared.snapshot, request.clean === true);
   } catch (error) {
     if (ctx.signal.aborted) return { exitCode: ExitCode.interrupted, failed: false, interrupted: true };
     if (typeof error === "object" && error !== null) syncFailures.add(error);
     throw error;
   }
-  const syncFields = {
-    syncMs: sync?.ms ?? 0,
-    syncPhases: sync?.phases ?? [{ name: "sync", skipped: true, reason: "--no-sync" }],
-    syncSkipped: sync === undefined,
-    syncBytesSent: sync?.bytesSent,
-    syncFilesWritten: sync?.written,
-    syncFilesDeleted: sync?.deleted,
-  };
+  let syncFields = syncTiming(sync);
   if (request.syncOnly) {
     report.stdout(new TextEncoder().encode(`synced ${workdir}\n`));
     if (request.timingJson) {
@@ -351,24 +302,34 @@ async function session(
       ])
     : undefined;
   try {
-    outcome = await execCommand({
-      runner,
-      request: {
-        execId: prepared.runId,
-        command: prepared.script,
-        workdir,
-        cwd: prepared.cwd,
-        env: prepared.env,
-        ...(request.stdin ? { stdin: true } : {}),
-        ...(request.timeoutMs !== undefined ? { timeoutSeconds: request.timeoutMs / 1000 } : {}),
-      },
-      report,
-      signal: ctx.signal,
-      stdin: request.stdin?.(),
-      keepAliveMs: keepAliveMsFor(ctx, plane, claim),
-    });
-  } catch (error) {
-    failure = error;
+    // The workdir must still be what was synced (a remote command may have rewritten a synced
+    // file since the last run): the runner checks the fingerprint, a 409 resyncs and asks again.
+    const guarded = await execOnSyncedWorkdir(ctx, runner, target, prepared.snapshot, sync, (expected) =>
+      execCommand({
+        runner,
+        request: {
+          execId: prepared.runId,
+          command: prepared.script,
+          workdir,
+          cwd: prepared.cwd,
+          env: prepared.env,
+          ...(expected !== undefined ? { expectedFingerprint: expected } : {}),
+          ...(request.stdin ? { stdin: true } : {}),
+          ...(request.timeoutMs !== undefined ? { timeoutSeconds: request.timeoutMs / 1000 } : {}),
+        },
+        report,
+        signal: ctx.signal,
+        stdin: request.stdin?.(),
+        keepAliveMs: keepAliveMsFor(ctx, plane, claim),
+      }),
+    );
+    outcome = guarded.outcome;
+    failure = guarded.failure;
+    if (guarded.sync !== sync && guarded.sync) {
+      sync = guarded.sync;
+      syncFields = syncTiming(sync);
+      recordSync(ctx, sync);
+    }
   } finally {
     unregister?.();
   }
@@ -376,7 +337,7 @@ async function session(
   ctx.recorder.phase("command", commandMs);
   if (outcome)
     ctx.recorder.exec({
-      exitCode: outcome.interrupted ? null : outcome.exitCode,
+      exitCode: outcome.remoteExitCode,
       signal: outcome.signal,
       reason: outcome.reason,
     });
@@ -541,7 +502,7 @@ async function freshRun(
   let result: SessionResult | undefined;
   let failed = true;
   try {
-    result = await session(ctx, request, prepared, lease, plane);
+    result = await session(ctx, request, prepared, { ...lease, fresh: true }, plane);
     failed = result.failed;
     if (result.interrupted) throw ctx.signal.reason;
     return { exitCode: result.exitCode };
@@ -566,7 +527,13 @@ async function freshRun(
   }
 }
 
-/** `run --id`: the retained lease, under its operation lock for the whole run. */
+/**
+ * `run --id`: the retained lease, under its operation lock for the whole run. A claim that vouches
+ * for its MicroVM (reuse.ts) is used as is — no GetMicrovm, no /health: an unchanged rerun is one
+ * request. AWS is asked only when the data plane fails: a MicroVM that is gone is exit 4; one that
+ * is alive gets its runner probed and the run is tried once more (same exec id, so a command that
+ * did start is reattached, never run twice) — unless it already printed output.
+ */
 async function reuseRun(
   ctx: RunContext,
   plane: ControlPlane,
@@ -576,7 +543,7 @@ async function reuseRun(
 ): Promise<RunResult> {
   return withLeaseLock(ctx, lease.leaseID, async () => {
     const prepared = { ...unsynced, ...(await localSide(ctx, request)) };
-    let claim = await reloadLease(ctx, lease.leaseID);
+    const claim = await reloadLease(ctx, lease.leaseID);
     const owner = claimOwner(claim);
     // A creator that died mid-readiness left it `provisioning`: usable, its runner is probed below.
     if (claim.state === "provisioning" && owner && !ownerGone(owner)) {
@@ -585,89 +552,130 @@ async function reuseRun(
         hint: `\`crabbox status ${displayShellArg(claim.slug || claim.leaseID)} --wait\` waits until it is ready`,
       });
     }
-    const vm = await liveMicrovm(ctx, plane, claim);
-    checkImageIdentity(ctx, claim, vm);
-    claim = await saveClaim(
-      ctx.stateDir,
-      claim.leaseID,
-      (current) => {
-        const base = current ?? claim;
-        return {
-          ...base,
-          repoRoot: ctx.config.repoRoot,
-          labels: withMicrovmLabels(touchLease(base, vm.state, ctx.config), vm, ctx.scope),
-        };
-      },
-      { reclaim: request.reclaim },
-    );
-    const runner = openRunner(ctx, plane, vm);
+    let failed = false;
     try {
-      if (!recordedRunner(claim)) {
-        // A lease made by another crabbox (upstream Go), or whose creator died before readiness:
-        // prove once that it is up and its runner speaks our protocol.
-        const ready = await waitReady(plane, vm, runner, { leaseId: claim.leaseID, signal: ctx.signal });
-        claim = await saveClaim(ctx.stateDir, claim.leaseID, (current) => ({
-          ...(current ?? claim),
-          state: "ready",
-          runner: { protocol: ready.health.protocol, version: ready.health.version ?? "" },
-        }));
-      }
-      let failed = false;
-      try {
-        ctx.recorder.leaseKept(true);
-        const result = await session(ctx, request, prepared, { claim, vm, runner }, plane);
-        failed = result.failed;
-        if (result.interrupted) throw ctx.signal.reason;
-        return { exitCode: result.exitCode };
-      } catch (error) {
-        failed = !ctx.signal.aborted;
-        throw error;
-      } finally {
-        if (failed && request.keepOnFailure) reportKept(ctx, request, prepared, claim);
-        if (!ctx.signal.aborted) await touchKept(ctx, claim, undefined);
-      }
+      const result = await reuseSession(ctx, plane, request, prepared, claim);
+      failed = result.failed;
+      if (result.interrupted) throw ctx.signal.reason;
+      return { exitCode: result.exitCode };
+    } catch (error) {
+      failed = !ctx.signal.aborted;
+      throw error;
     } finally {
-      runner.close();
+      if (failed && request.keepOnFailure) reportKept(ctx, request, prepared, claim);
+      if (!ctx.signal.aborted) await touchKept(ctx, claim, undefined);
     }
   });
 }
 
-/** The lease's MicroVM as AWS sees it now; gone or ended is exit 4 with the way out. */
-async function liveMicrovm(ctx: RunContext, plane: ControlPlane, claim: Claim): Promise<Microvm> {
-  const hint = `forget it with crabbox stop --provider ${PROVIDER} ${displayShellArg(claim.slug || claim.leaseID)} --aws-lambda-microvm-forget-missing`;
-  let vm: Microvm;
-  try {
-    vm = await plane.getMicrovm(claim.cloudID, ctx.signal);
-  } catch (error) {
-    if (!isNotFound(error)) throw error;
-    throw new CrabboxError(`${PROVIDER} lease ${claim.leaseID}: MicroVM ${claim.cloudID} no longer exists`, {
-      exitCode: ExitCode.leaseNotFound,
-      hint,
-      cause: error,
-    });
+async function reuseSession(
+  ctx: RunContext,
+  plane: ControlPlane,
+  request: RunRequest,
+  prepared: Prepared,
+  claim: Claim,
+): Promise<SessionResult> {
+  const claimed = claimedMicrovm(claim);
+  if (!claimed) {
+    // A lease made by another crabbox (upstream Go), or whose creator died before readiness: ask
+    // AWS, and prove once that it is up and its runner speaks our protocol.
+    const vm = await liveMicrovm(ctx, plane, claim);
+    return verifiedSession(ctx, plane, request, prepared, claim, vm, !recordedRunner(claim));
   }
-  if (vm.state === "TERMINATED" || vm.state === "TERMINATING") {
-    throw new CrabboxError(
-      `${PROVIDER} lease ${claim.leaseID}: MicroVM ${vm.microvmId} is ${vm.state.toLowerCase()}${vm.stateReason ? ` (${vm.stateReason})` : ""}`,
-      {
-        exitCode: ExitCode.leaseNotFound,
-        hint: `stop it with crabbox stop --provider ${PROVIDER} ${displayShellArg(claim.slug || claim.leaseID)}`,
-      },
+  checkImageIdentity(ctx, claim.leaseID, claimed);
+  let current = claim;
+  if (claim.repoRoot !== ctx.config.repoRoot || request.reclaim) {
+    // Taking the lease for another checkout is refused unless --reclaim (saveClaim decides).
+    current = await saveClaim(
+      ctx.stateDir,
+      claim.leaseID,
+      (found) => ({ ...(found ?? claim), repoRoot: ctx.config.repoRoot }),
+      { reclaim: request.reclaim },
     );
   }
-  return vm;
+  const watched = watchOutput(ctx);
+  const runner = openRunner(ctx, plane, claimed);
+  try {
+    ctx.recorder.leaseKept(true);
+    return await session(watched.ctx, request, prepared, { claim: current, runner, fresh: false }, plane);
+  } catch (error) {
+    if (ctx.signal.aborted || !isDataPlaneFailure(error) || watched.printed()) throw error;
+    const vm = await liveMicrovm(ctx, plane, current);
+    if (!mayRecover(vm)) throw unreachable(current, vm, error);
+    ctx.report.info(
+      `lease ${current.leaseID}: the data plane failed (${describeError(error)}); MicroVM ${vm.microvmId} is ${vm.state.toLowerCase()}, probing its runner`,
+    );
+    return verifiedSession(ctx, plane, request, prepared, current, vm, true);
+  } finally {
+    runner.close();
+  }
 }
 
-/** Upstream's image identity check: a rotated image blocks reuse (status, list and stop still work). */
-function checkImageIdentity(ctx: RunContext, claim: Claim, vm: Microvm): void {
-  const image = (ctx.config.awsLambdaMicroVM.image ?? "").trim();
-  const version = ctx.config.awsLambdaMicroVM.imageVersion?.trim();
-  if (vm.imageArn !== image || (version && vm.imageVersion !== version)) {
-    throw new CrabboxError(`${PROVIDER} image identity mismatch for lease ${claim.leaseID}`, {
-      exitCode: ExitCode.leaseNotFound,
-      hint: `the lease runs ${vm.imageArn} version ${vm.imageVersion}, the config asks for ${image}${version ? ` version ${version}` : ""}; stop it and start a new one`,
-    });
+/** A run on a MicroVM AWS just described: its labels refreshed, its runner probed when asked. */
+async function verifiedSession(
+  ctx: RunContext,
+  plane: ControlPlane,
+  request: RunRequest,
+  prepared: Prepared,
+  found: Claim,
+  vm: Microvm,
+  probe: boolean,
+): Promise<SessionResult> {
+  checkImageIdentity(ctx, found.leaseID, vm);
+  let claim = await saveClaim(
+    ctx.stateDir,
+    found.leaseID,
+    (current) => {
+      const base = current ?? found;
+      return {
+        ...base,
+        repoRoot: ctx.config.repoRoot,
+        labels: withMicrovmLabels(touchLease(base, vm.state, ctx.config), vm, ctx.scope),
+      };
+    },
+    { reclaim: request.reclaim },
+  );
+  const runner = openRunner(ctx, plane, vm);
+  try {
+    if (probe) {
+      const ready = await waitReady(plane, vm, runner, { leaseId: claim.leaseID, signal: ctx.signal });
+      claim = await saveClaim(ctx.stateDir, claim.leaseID, (current) => ({
+        ...(current ?? claim),
+        state: "ready",
+        runner: { protocol: ready.health.protocol, version: ready.health.version ?? "" },
+        labels: withMicrovmLabels((current ?? claim).labels ?? {}, ready.vm, ctx.scope),
+      }));
+    }
+    ctx.recorder.leaseKept(true);
+    return await session(ctx, request, prepared, { claim, runner, fresh: false }, plane);
+  } finally {
+    runner.close();
   }
+}
+
+/** The context with its command output watched: a run that printed something is never retried. */
+function watchOutput(ctx: RunContext): { ctx: RunContext; printed(): boolean } {
+  let printed = false;
+  const report = ctx.report;
+  return {
+    ctx: {
+      ...ctx,
+      report: {
+        info: (line) => report.info(line),
+        warn: (message) => report.warn(message),
+        debug: (message) => report.debug(message),
+        stdout: (chunk) => {
+          printed = true;
+          report.stdout(chunk);
+        },
+        stderr: (chunk) => {
+          printed = true;
+          report.stderr(chunk);
+        },
+      },
+    },
+    printed: () => printed,
+  };
 }
 
 export async function run(ctx: ProviderContext, request: RunRequest): Promise<RunResult> {
