@@ -43,7 +43,13 @@ export interface Sandbox {
   crabbox(args: string[], options?: { cwd?: string; env?: Record<string, string> }): Promise<Result>;
   start(
     args: string[],
-    options?: { cwd?: string; env?: Record<string, string>; command?: string[] },
+    options?: {
+      cwd?: string;
+      env?: Record<string, string>;
+      command?: string[];
+      /** The child's stdin: ignored (default) or a pipe the test writes to (`child.stdin`). */
+      stdin?: "ignore" | "pipe";
+    },
   ): Running;
   /** Lease claims on disk, parsed. */
   claims(): Record<string, unknown>[];
@@ -78,7 +84,7 @@ export function sandbox(emu: TestEmulator): Sandbox {
     const child = spawn(command[0] as string, [...command.slice(1), ...args], {
       cwd: options.cwd ?? repo,
       env: { ...env, ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [options.stdin ?? "ignore", "pipe", "pipe"],
       detached: true,
     });
     children.add(child);
