@@ -214,16 +214,15 @@ export async function syncWorkdir(
 export function mergeSyncStats(first: SyncStats, next: SyncStats): SyncStats {
   const phases = first.phases.map((phase) => ({ ...phase }));
   for (const phase of next.phases) {
-    const same = phases.find((p) => p.name === phase.name);
-    if (!same) {
-      phases.push({ ...phase });
+    const index = phases.findIndex((p) => p.name === phase.name);
+    const same = phases[index];
+    if (!same || same.skipped) {
+      // A phase the first sync skipped (an unchanged upload) is whatever the resync did.
+      if (same) phases[index] = { ...phase };
+      else phases.push({ ...phase });
       continue;
     }
     if (phase.skipped) continue;
-    if (same.skipped) {
-      Object.assign(same, { ...phase });
-      continue;
-    }
     same.ms = (same.ms ?? 0) + (phase.ms ?? 0);
     if (phase.bytes !== undefined) same.bytes = (same.bytes ?? 0) + phase.bytes;
     if (phase.changed !== undefined) same.changed = (same.changed ?? 0) + phase.changed;
