@@ -1,13 +1,14 @@
 import { constants } from "node:os";
 import { CrabboxError, describeError } from "../../core/errors.ts";
 import { interruptSignalOf } from "../../core/interrupt.ts";
-import { fromBase64 } from "../../protocol/ndjson.ts";
+import { fromBase64, NdjsonError } from "../../protocol/ndjson.ts";
 import type { ExecEvent, ExecRequest } from "../../protocol/types.ts";
 import type { Reporter } from "../provider.ts";
-import { RunnerHttpError } from "./http.ts";
+import type { ControlPlane } from "./control-plane.ts";
+import { DataPlanePolicyError, RunnerHttpError } from "./http.ts";
 import { startKeepAlive } from "./keepalive.ts";
 import { sleep } from "./readiness.ts";
-import type { RunnerClient } from "./runner-client.ts";
+import { type RunnerClient, RunnerStreamError } from "./runner-client.ts";
 
 /**
  * One remote command, streamed: stdout and stderr chunks go to the reporter byte for byte as they
@@ -69,11 +70,51 @@ export function signalExitCode(signal: string | null): number {
   return typeof number === "number" ? 128 + number : 1;
 }
 
-/** Errors after which the same exec can be picked up again: the stream or the proxy hiccuped. */
+/**
+ * Errors after which the same exec can be picked up again: the stream or the proxy hiccuped. A
+ * stream that breaks the protocol (a malformed or oversized line) and a refused redirect are not
+ * hiccups: asking again would get the same answer.
+ */
 function reattachable(error: unknown): boolean {
   if (error instanceof RunnerHttpError)
     return error.status === 502 || error.status === 503 || error.status === 504;
+  if (violation(error)) return false;
   return error instanceof CrabboxError;
+}
+
+function violation(error: unknown): boolean {
+  return (
+    error instanceof DataPlanePolicyError ||
+    (error instanceof RunnerStreamError && error.cause instanceof NdjsonError)
+  );
+}
+
+/** The stream was lost and could not be picked up again: the command's end was never seen. */
+function streamLost(lastSeq: number, error: unknown): RunnerStreamError {
+  return new RunnerStreamError(
+    `aws-lambda-microvm runner stream ended without an exit event; reattaching failed: ${describeError(error)}`,
+    lastSeq,
+    error,
+  );
+}
+
+/**
+ * A stream lost for good on a MicroVM that AWS says has ended (its maximum duration, a crash): that
+ * is the news, so the error says it. Any other error, or a MicroVM still alive, is returned as is.
+ */
+export async function explainLostStream(
+  plane: ControlPlane,
+  microvmId: string,
+  error: unknown,
+): Promise<unknown> {
+  if (!(error instanceof RunnerStreamError)) return error;
+  const vm = await plane.getMicrovm(microvmId, AbortSignal.timeout(10_000)).catch(() => undefined);
+  if (!vm || (vm.state !== "TERMINATED" && vm.state !== "TERMINATING")) return error;
+  return new RunnerStreamError(
+    `${error.message}; MicroVM ${microvmId} is ${vm.state.toLowerCase()}${vm.stateReason ? `: ${vm.stateReason}` : ""}`,
+    error.lastSeq,
+    error,
+  );
 }
 
 /** Waits for `promise` at most `ms`; the answer does not matter, only that it was asked. */
@@ -169,7 +210,12 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
         break;
       } catch (error) {
         if (local.signal.aborted) break;
-        if (!reattachable(error) || attempts >= MAX_REATTACH) throw error;
+        if (!reattachable(error) || attempts >= MAX_REATTACH) {
+          // After a lost stream, what failed last is the reattach; the user must hear that the
+          // command's outcome was never seen. A first answer (a 409) is passed on as is.
+          const lost = attempts > 0 && !violation(error) && (lastSeq > 0 || reattachable(error));
+          throw lost ? streamLost(lastSeq, error) : error;
+        }
         attempts++;
         report.debug(
           `exec ${execId}: stream lost after seq ${lastSeq} (${describeError(error)}); reattaching`,

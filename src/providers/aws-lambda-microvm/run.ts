@@ -20,7 +20,7 @@ import { downloadArtifacts, unmetDownloads } from "./artifacts.ts";
 import { claimOwner, ownerGone } from "./cleanup.ts";
 import { type ControlPlane, controlPlane, type Microvm } from "./control-plane.ts";
 import { openRunner } from "./data-plane.ts";
-import { type ExecOutcome, execCommand } from "./exec.ts";
+import { type ExecOutcome, execCommand, explainLostStream } from "./exec.ts";
 import { keepAliveDisabled, keepAliveIntervalMs } from "./keepalive.ts";
 import {
   createLease,
@@ -357,7 +357,7 @@ async function session(
       timingJson({ ...timing, ...syncFields, commandMs, totalMs, exitCode, ...classify(exitCode, how) }),
     );
   }
-  if (failure) throw failure;
+  if (failure) throw await explainLostStream(plane, claim.cloudID, failure);
   const result = outcome as ExecOutcome;
   if (result.interrupted) return { exitCode: ExitCode.interrupted, failed: false, interrupted: true };
   if (timedOut) {
