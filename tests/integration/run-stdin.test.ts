@@ -36,7 +36,7 @@ function box(): Sandbox {
 
 /** Runs crabbox inside `sh -c`, so the shell sets up its stdin (a pipe or a redirect). */
 function viaShell(b: Sandbox, script: string, args: string[]) {
-  return b.crabbox(args, { command: ["sh", "-c", script, binary] });
+  return b.start(args, { command: ["sh", "-c", script, binary] }).exited;
 }
 
 test("10 MiB piped into the command arrive byte-exact, with EOF", async () => {
