@@ -84,11 +84,13 @@ export async function liveMicrovm(ctx: ProviderContext, plane: ControlPlane, cla
 /**
  * Failures that say nothing about the runner itself, only that the way to it failed: a proxy
  * answer without the runner's error body (403 after a token refresh, 404, 502…), a connection that
- * could not be made or timed out, or a token that could not be minted. A stream cut mid-command is
- * not one: the command ran, and exec's own reattach already handled what could be handled.
+ * could not be made or timed out, or a token that could not be minted — also when exec wrapped it
+ * as a lost stream before any event arrived. A stream cut mid-command is not one: the command ran,
+ * and exec's own reattach already handled what could be handled.
  */
 export function isDataPlaneFailure(error: unknown): boolean {
-  if (error instanceof RunnerStreamError) return false;
+  // A stream that never delivered an event (lastSeq 0) is the exec request failing to get through.
+  if (error instanceof RunnerStreamError) return error.lastSeq === 0 && isDataPlaneFailure(error.cause);
   if (error instanceof RunnerHttpError) return error.errorBody === undefined && error.status !== 409;
   if (error instanceof ControlPlaneError) return error.operation === "CreateMicrovmAuthToken";
   return error instanceof CrabboxError && /^aws-lambda-microvm runner \S+ failed: /.test(error.message);

@@ -83,6 +83,10 @@ describe("which failures send crabbox to AWS", () => {
     new RunnerHttpError("exec", status, JSON.stringify({ code, message: "m" }));
 
   test("the way to the runner failed: proxy answers, transport errors, a token that cannot be minted", () => {
+    // exec gives up on a POST that never got through as a lost stream with no event seen.
+    const lost = new RunnerStreamError("stream ended without an exit event", 0, proxy(502));
+    expect(isDataPlaneFailure(lost)).toBe(true);
+    expect(isDataPlaneFailure(new RunnerStreamError("explained", 0, lost))).toBe(true);
     expect(isDataPlaneFailure(proxy(502))).toBe(true);
     expect(isDataPlaneFailure(proxy(404))).toBe(true);
     expect(isDataPlaneFailure(proxy(403))).toBe(true);
@@ -101,6 +105,9 @@ describe("which failures send crabbox to AWS", () => {
     expect(isDataPlaneFailure(runner(404, "not_found"))).toBe(false);
     expect(isDataPlaneFailure(runner(400, "bad_request"))).toBe(false);
     expect(isDataPlaneFailure(new RunnerStreamError("stream ended without an exit event", 7))).toBe(false);
+    expect(
+      isDataPlaneFailure(new RunnerStreamError("stream ended without an exit event", 7, proxy(502))),
+    ).toBe(false);
     expect(isDataPlaneFailure(new CrabboxError("create sync archive: gone", { exitCode: 6 }))).toBe(false);
     expect(isDataPlaneFailure(new Error("boom"))).toBe(false);
   });
