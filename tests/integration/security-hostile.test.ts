@@ -141,8 +141,11 @@ describe("an exec stream that breaks the protocol is an error, never a success",
       const b = box(emu, boxes);
       b.env.CRABBOX_AWS_LAMBDA_MICROVM_ENDPOINT = proxy.url;
       proxy.rules = [
-        (req, url) =>
-          url.pathname.startsWith("/v1/exec") && !url.pathname.endsWith("/signal") && req.method !== "DELETE"
+        (req, url, { plane }) =>
+          plane === "data" &&
+          url.pathname.startsWith("/v1/exec") &&
+          !url.pathname.endsWith("/signal") &&
+          req.method !== "DELETE"
             ? answer()
             : undefined,
       ];

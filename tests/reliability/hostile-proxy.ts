@@ -1,9 +1,10 @@
 /**
  * A loopback listener in front of the emulator that plays a hostile or broken data plane. The CLI
  * is pointed at it as its (loopback, so emulator-mode) control-plane endpoint: control-plane calls
- * and data-plane requests are passed through to the real emulator unchanged, except the data-plane
- * requests a rule claims — those get the rule's answer (an oversized NDJSON line, garbage, a stream
- * that never says how the command ended). Every request is counted, with its token header.
+ * and data-plane requests are passed through to the real emulator unchanged, except the requests a
+ * rule claims — those get the rule's answer (an oversized NDJSON line, garbage, a stream that never
+ * says how the command ended) or are held (a response that never comes while the CLI is killed).
+ * Every request is counted, with its token header.
  *
  * Also `countingListener()`: a plain listener that only counts what reaches it (the target of a
  * cross-origin redirect, which must never see a request, let alone a token).
@@ -18,8 +19,15 @@ export interface SeenRequest {
   token: string | undefined;
 }
 
-/** Answers a data-plane request itself, or returns undefined to pass it through. */
-export type Rule = (req: Request, url: URL) => Response | undefined;
+/**
+ * Answers a request itself (possibly after `forward()`ing it to the emulator, or holding it), or
+ * returns undefined to pass it through. `plane` says which plane the request is for.
+ */
+export type Rule = (
+  req: Request,
+  url: URL,
+  context: { plane: "control" | "data"; forward: () => Promise<Response> },
+) => Response | undefined | Promise<Response | undefined>;
 
 export interface HostileProxy {
   url: string;
@@ -48,24 +56,29 @@ export function hostileProxy(emu: TestEmulator): HostileProxy {
         host,
         token: req.headers.get("x-aws-proxy-auth") ?? undefined,
       });
-      if (isDataPlane(host)) {
-        for (const rule of proxy.rules) {
-          const answer = rule(req, url);
-          if (answer) {
-            await req.arrayBuffer().catch(() => undefined);
-            return answer;
-          }
+      const hasBody = req.method !== "GET" && req.method !== "HEAD";
+      let forwarded: Promise<Response> | undefined;
+      const forward = () => {
+        forwarded ??= fetch(`${emu.url}${url.pathname}${url.search}`, {
+          method: req.method,
+          headers: req.headers,
+          body: hasBody ? req.body : undefined,
+          redirect: "manual",
+          decompress: false,
+        }).then(
+          (upstream) => new Response(upstream.body, { status: upstream.status, headers: upstream.headers }),
+        );
+        return forwarded;
+      };
+      const plane = isDataPlane(host) ? "data" : "control";
+      for (const rule of proxy.rules) {
+        const answer = await rule(req, url, { plane, forward });
+        if (answer) {
+          if (!forwarded) await req.arrayBuffer().catch(() => undefined);
+          return answer;
         }
       }
-      const hasBody = req.method !== "GET" && req.method !== "HEAD";
-      const upstream = await fetch(`${emu.url}${url.pathname}${url.search}`, {
-        method: req.method,
-        headers: req.headers,
-        body: hasBody ? req.body : undefined,
-        redirect: "manual",
-        decompress: false,
-      });
-      return new Response(upstream.body, { status: upstream.status, headers: upstream.headers });
+      return forward();
     },
   });
   proxy.url = `http://127.0.0.1:${server.port}`;
