@@ -176,10 +176,8 @@ export class ExecSession {
   private timeoutTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly heartbeatTimer: ReturnType<typeof setInterval>;
   private lastEventAt = Date.now();
-  private resolveShellExit: () => void = () => {};
-  private readonly shellExit = new Promise<void>((resolve) => {
-    this.resolveShellExit = resolve;
-  });
+  /** The pumps' current waits for the shell's exit (see shellExitWait). */
+  private readonly shellExitWaits = new Set<() => void>();
   private stdinState: "none" | "waiting" | "streaming" | "closed";
   finishedAt: number | undefined;
 
@@ -278,6 +276,21 @@ export class ExecSession {
     this.roomWaiters.clear();
   }
 
+  /**
+   * A promise for the shell's exit, fresh for each read it is raced with and dropped after it.
+   * Racing every read against one long-lived promise would leave a reaction on it per read, each
+   * holding that read's chunk until the shell exits: the command's whole output kept in memory (and
+   * rescanned by every GC) for as long as it runs — 700 MB of RSS after 512 MiB of output.
+   */
+  private shellExitWait(): { exited: Promise<typeof SHELL_EXITED>; release(): void } {
+    let wake = () => {};
+    const exited = new Promise<typeof SHELL_EXITED>((resolve) => {
+      wake = () => resolve(SHELL_EXITED);
+    });
+    this.shellExitWaits.add(wake);
+    return { exited, release: () => this.shellExitWaits.delete(wake) };
+  }
+
   private async pump(stream: ReadableStream<Uint8Array>, type: "stdout" | "stderr"): Promise<void> {
     const reader = stream.getReader();
     let budget = PIPE_DRAIN_BUDGET_MS;
@@ -288,10 +301,9 @@ export class ExecSession {
         pending ??= reader.read();
         let result: ReadResult;
         if (!this.shellExited) {
-          const raced = await Promise.race([
-            pending,
-            this.shellExit.then((): typeof SHELL_EXITED => SHELL_EXITED),
-          ]);
+          const wait = this.shellExitWait();
+          const raced = await Promise.race([pending, wait.exited]);
+          wait.release();
           if (raced === SHELL_EXITED) continue;
           result = raced;
         } else {
@@ -328,7 +340,8 @@ export class ExecSession {
     ]);
     const exitCode = await this.process.exited;
     this.shellExited = true;
-    this.resolveShellExit();
+    for (const wake of this.shellExitWaits) wake();
+    this.shellExitWaits.clear();
     await pumps;
     await rm(this.script, { force: true });
     clearInterval(this.heartbeatTimer);
