@@ -25,11 +25,13 @@ export function attachStdin(flag: boolean | undefined, isData: () => boolean = s
 
 /** The process's stdin as a pull-driven stream: nothing is read before the runner asks for it. */
 export function localStdin(input: NodeJS.ReadableStream = process.stdin): ReadableStream<Uint8Array> {
-  const iterator = input[Symbol.asyncIterator]() as AsyncIterator<string | Uint8Array>;
+  // Created on the first pull: a stream that is never read (the exec was refused) touches nothing.
+  let iterator: AsyncIterator<string | Uint8Array> | undefined;
   const encoder = new TextEncoder();
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        iterator ??= input[Symbol.asyncIterator]() as AsyncIterator<string | Uint8Array>;
         const { value, done } = await iterator.next();
         if (done) {
           controller.close();
@@ -39,7 +41,7 @@ export function localStdin(input: NodeJS.ReadableStream = process.stdin): Readab
         else controller.enqueue(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
       },
       async cancel() {
-        await iterator.return?.();
+        await iterator?.return?.();
         (input as { destroy?: () => void }).destroy?.();
       },
     },

@@ -359,7 +359,9 @@ async function session(
   }
   if (failure) throw await explainLostStream(plane, claim.cloudID, failure);
   const result = outcome as ExecOutcome;
-  if (result.interrupted) return { exitCode: ExitCode.interrupted, failed: false, interrupted: true };
+  // Interrupted during the download: the run ends as an interrupted one too.
+  if (result.interrupted || ctx.signal.aborted)
+    return { exitCode: ExitCode.interrupted, failed: false, interrupted: true };
   if (timedOut) {
     throw new CrabboxError(
       `command timed out after ${formatDuration(request.timeoutMs ?? 0)} (--timeout) and was stopped`,
