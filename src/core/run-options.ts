@@ -9,6 +9,8 @@ import { usageError } from "./errors.ts";
  * combination that cannot work is exit 2 and costs no MicroVM.
  */
 
+const MAX_TIMEOUT_MS = 30 * 24 * 3_600_000;
+
 export interface RunOptionArgs {
   stdin?: boolean;
   timeout?: string;
@@ -40,6 +42,8 @@ export function parseRunOptions(args: RunOptionArgs, downloads: readonly string[
     timeoutMs = parseDuration(args.timeout);
     if (timeoutMs === undefined) throw usageError(`invalid duration "${args.timeout}" for --timeout`);
     if (timeoutMs <= 0) throw usageError("--timeout must be positive", "e.g. --timeout 10m");
+    // The runner's own bound; a MicroVM lives at most 8 h anyway.
+    if (timeoutMs > MAX_TIMEOUT_MS) throw usageError("--timeout must be at most 720h");
   }
   const specs = downloads.map(parseDownloadSpec);
   const syncOnly = args["sync-only"] === true;

@@ -114,7 +114,7 @@ export interface RecordedExec {
 export interface RunRecorder {
   readonly runId: string;
   lease(info: { leaseId: string; slug: string; microvmId: string; region: string }): void;
-  /** Adds `ms` to a phase (phases may be recorded in pieces). */
+  /** A phase's duration; the last call wins (a resync reports the merged sync phase again). */
   phase(name: SummaryPhase, ms: number): void;
   command(script: string): void;
   sync(sync: SummarySync): void;
@@ -164,7 +164,7 @@ export function createRunSummary(options: { runId?: string; now?: () => number }
       lease = { ...info };
     },
     phase(name, ms) {
-      phases.set(name, (phases.get(name) ?? 0) + Math.max(0, ms));
+      phases.set(name, Math.max(0, ms));
     },
     command(text) {
       script = text;

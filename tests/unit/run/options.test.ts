@@ -54,6 +54,7 @@ test("combinations that cannot work are exit 2 before any MicroVM", () => {
     'invalid duration "soon" for --timeout',
   );
   expect(usage(() => parseRunOptions({ timeout: "0" }, [], "/"))).toBe("--timeout must be positive");
+  expect(usage(() => parseRunOptions({ timeout: "721h" }, [], "/"))).toBe("--timeout must be at most 720h");
   expect(usage(() => parseRunOptions({ "require-artifact": true }, [], "/"))).toContain("needs --download");
   expect(usage(() => parseRunOptions({ "artifact-dir": "x" }, [], "/"))).toContain("needs --download");
   expect(usage(() => parseRunOptions({ clean: true, sync: false }, [], "/"))).toContain("--no-sync");
