@@ -53,9 +53,17 @@ async function loadLocker(): Promise<Locker> {
   throw new CrabboxError("file locks need the Bun or Deno runtime", { exitCode: ExitCode.generic });
 }
 
+/**
+ * The holder's pid is only for the `waiting for … (held by pid N)` line: on a full disk the lock is
+ * still taken (a `stop` or `cleanup` that frees space must work there), just without it.
+ */
 function writeHolder(fd: number): void {
-  ftruncateSync(fd, 0);
-  writeSync(fd, `${process.pid}\n`, 0);
+  try {
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
+  } catch {
+    // ENOSPC and friends: the lock itself is the flock, not this text.
+  }
 }
 
 async function bunLocker(): Promise<Locker> {
@@ -137,9 +145,13 @@ function denoLocker(deno: DenoLike): Locker {
       return {
         async attempt() {
           if (!(await file.tryLock(true))) return undefined;
-          file.truncateSync(0);
-          file.seekSync(0, 0);
-          file.writeSync(new TextEncoder().encode(`${process.pid}\n`));
+          try {
+            file.truncateSync(0);
+            file.seekSync(0, 0);
+            file.writeSync(new TextEncoder().encode(`${process.pid}\n`));
+          } catch {
+            // As in writeHolder: a full disk still gets the lock, without the holder's pid.
+          }
           return {
             release() {
               if (closed) return;
@@ -152,6 +164,16 @@ function denoLocker(deno: DenoLike): Locker {
       };
     },
   };
+}
+
+/**
+ * Creates a lock file ahead of need, unlocked: a disk that fills up later can still lock it (the
+ * commands that free resources — stop, cleanup — must work on a full disk, and a new file needs
+ * space where an existing one does not).
+ */
+export function prepareLockFile(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  closeSync(openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600));
 }
 
 /** The pid the current holder wrote into the lock file, if any. */

@@ -5,7 +5,7 @@ import { type Claim, createClaim, newLeaseId, readClaim, removeClaim, saveClaim 
 import { formatDuration, wholeSeconds } from "../../core/duration.ts";
 import { CrabboxError, describeError, ExitCode, usageError } from "../../core/errors.ts";
 import { directLeaseLabels, type Labels, touchLabels } from "../../core/labels.ts";
-import { acquireLock } from "../../core/lock.ts";
+import { acquireLock, prepareLockFile } from "../../core/lock.ts";
 import { operationLockFile } from "../../core/paths.ts";
 import { shellQuote } from "../../core/shell.ts";
 import type { ProviderContext } from "../provider.ts";
@@ -296,7 +296,17 @@ export async function createLease(
     }),
     state: "provisioning",
   };
-  let claim = await saveClaim(stateDir, leaseId, (current) => ({ ...(current ?? created), labels }));
+  let claim: Claim;
+  try {
+    claim = await saveClaim(stateDir, leaseId, (current) => ({ ...(current ?? created), labels }));
+    // Made now, while there is room: stop and cleanup must be able to lock it on a full disk.
+    prepareLockFile(operationLockFile(stateDir, leaseId, PROVIDER));
+  } catch (error) {
+    // Nothing was asked of AWS yet (a full state directory, say): a claim left here would only
+    // make cleanup replay a RunMicrovm that never happened.
+    await removeClaim(stateDir, leaseId).catch(() => {});
+    throw error;
+  }
   report.info(
     `provisioning provider=${PROVIDER} lease=${leaseId} slug=${claim.slug} region=${scope} image=${input.imageIdentifier} keep=${options.keep}`,
   );

@@ -115,7 +115,8 @@ export function cachedTokenProvider(options: CachedTokenProviderOptions): TokenP
       try {
         const fresh = await options.mint();
         current = fresh;
-        await options.cache.write(options.microvmId, fresh);
+        // The file only saves the next command a mint; a full disk must not fail this one.
+        await options.cache.write(options.microvmId, fresh).catch(() => {});
         return fresh;
       } finally {
         minting = undefined;
