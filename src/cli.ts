@@ -149,8 +149,15 @@ function report(error: unknown, debug: boolean): number {
   }
   process.stderr.write(`error: ${describeError(error)}\n`);
   if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
-  else process.stderr.write("hint: rerun with --debug for details\n");
+  else process.stderr.write(`hint: ${diskHint(error) ?? "rerun with --debug for details"}\n`);
   return ExitCode.generic;
+}
+
+/** A full disk is the machine's problem, not a crabbox bug: say what to do instead of "--debug". */
+function diskHint(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== "ENOSPC" && code !== "EDQUOT") return undefined;
+  return "the disk is full: free some space and retry; `crabbox list` and `crabbox stop` still work, and `crabbox cleanup` finds anything a failed run left";
 }
 
 export async function main(argv: string[]): Promise<number> {
