@@ -7,6 +7,8 @@ import type { Benchmark } from "../lib/types.ts";
  */
 export const BENCHMARKS: Record<string, () => Promise<Benchmark>> = {
   compression: () => import("./compression.ts").then((m) => m.default),
+  "sync-edit": () => import("./sync-edit.ts").then((m) => m.default),
+  "sync-first": () => import("./sync-first.ts").then((m) => m.default),
   startup: () => import("./startup.ts").then((m) => m.default),
   "first-api-call": () => import("./first-api-call.ts").then((m) => m.default),
   "warm-rerun": () => import("./warm-rerun.ts").then((m) => m.default),

@@ -59,6 +59,8 @@ export interface ManifestOptions {
   /** `sync.include` from the resolved config. */
   includes?: readonly string[];
   env?: Readonly<Record<string, string | undefined>>;
+  /** The repository root when the caller already asked git for it (saves a second `git rev-parse`). */
+  root?: string;
 }
 
 export const EXAMPLE_LIMIT = 5;
@@ -195,7 +197,7 @@ function checkIndexEntry(path: string, info: IndexInfo): void {
  */
 export async function readLocalManifest(options: ManifestOptions): Promise<LocalManifest> {
   const env = options.env ?? process.env;
-  const root = await findRepoRoot(options.cwd, env);
+  const root = options.root ?? (await findRepoRoot(options.cwd, env));
   const listing = await listGitPaths(root, env);
   const matcher = compileExcludes({
     configExcludes: options.excludes ?? [],

@@ -20,6 +20,8 @@ export interface SnapshotOptions {
   limits: SyncLimits;
   cache?: HashCache;
   now?: () => number;
+  /** The repository root, when already known. */
+  root?: string;
 }
 
 export interface LocalSnapshot {
@@ -41,6 +43,7 @@ export async function snapshotCheckout(options: SnapshotOptions): Promise<LocalS
     env: options.env,
     excludes: options.excludes,
     includes: options.includes,
+    root: options.root,
   });
   const guard = checkSyncSize(manifest.files, options.limits);
   const listed = clock();
@@ -97,6 +100,7 @@ export async function snapshotWithCache(options: CheckoutSnapshotOptions): Promi
       allowLarge: options.allowLarge || sync.allowLarge || env.CRABBOX_SYNC_ALLOW_LARGE === "1",
     },
     cache,
+    root,
   });
   cache.retain(snap.entries.map((entry) => entry.path));
   await cache.save().catch((error: unknown) => options.onCacheError?.(error));
