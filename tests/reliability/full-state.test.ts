@@ -66,21 +66,11 @@ interface Fullness {
 }
 
 function onFullDisk(b: Box, args: string[], full: Fullness): Promise<Result> {
-  return b.crabbox(args, {
-    command: [
-      "unshare",
-      "--user",
-      "--map-root-user",
-      "--mount",
-      "sh",
-      "-c",
-      SCRIPT,
-      "sh",
-      join(b.root, "under"),
-      binary,
-    ],
+  const command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", SCRIPT, "sh"];
+  return b.start(args, {
+    command: [...command, join(b.root, "under"), binary],
     env: { FULL_SIZE: full.size, FULL_FILL: String(full.fill), FULL_INODES: String(full.inodes ?? 400) },
-  });
+  }).exited;
 }
 
 function checkout(): Box {
