@@ -199,9 +199,19 @@ export async function assertNoLeaks(options: LeakCheckOptions): Promise<void> {
 
   rows.push({
     scenario: options.scenario,
-    exits: (options.exits ?? []).map((exit) => `${exit.label}=${exit.actual}`).join(", ") || "-",
+    exits: describeExits(options.exits ?? []),
     checks: [...CHECKS],
   });
+}
+
+/** `run=1, stop=0`; numbered labels with one code fold: `8× run=0`. */
+function describeExits(exits: ExitCheck[]): string {
+  const groups = new Map<string, number>();
+  for (const exit of exits) {
+    const key = `${exit.label.replace(/ \d+$/, "")}=${exit.actual}`;
+    groups.set(key, (groups.get(key) ?? 0) + 1);
+  }
+  return [...groups].map(([key, count]) => (count > 1 ? `${count}× ${key}` : key)).join(", ") || "-";
 }
 
 /** The rows recorded so far, as a Markdown table; also written to .cache/reliability/<name>.md. */
