@@ -47,6 +47,8 @@ export function hostileProxy(emu: TestEmulator): HostileProxy {
     port: 0,
     // Exec streams may be quiet for a while.
     idleTimeout: 0,
+    // An upstream cut mid-request (a fault, a killed VM) is the proxy's answer, not a test error.
+    error: () => new Response("upstream failed", { status: 502 }),
     async fetch(req) {
       const url = new URL(req.url);
       const host = req.headers.get("host") ?? "";
