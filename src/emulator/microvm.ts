@@ -203,8 +203,15 @@ export class Microvm {
       this.onExit(code, proc.signalCode ? String(proc.signalCode) : null),
     );
     if (faults.take("runner-crash", "RunMicrovm", { explicit: true })) {
+      // The runner dies while booting. The VM is terminated right here rather than when the exit
+      // is noticed: a kill sent in the instant after spawn can miss part of the VM (a sandbox
+      // wrapper's child that has not yet asked to die with its parent, a process not yet carrying
+      // the marker), and waiting for the exit left a window in which that survivor answered the
+      // boot probe and the VM booted normally. terminate() kills whatever is left, by marker.
       proc.kill("SIGKILL");
       signalVm(this.id, "SIGKILL");
+      void this.requestTerminate("MicroVM application was killed by SIGKILL.");
+      return;
     }
 
     // No snapshot to restore: the runner boots now. With a ready hook it counts as up once /ready
