@@ -84,6 +84,8 @@ interface Rule {
   source: RuleSource;
   /** The pattern as written, for messages. */
   pattern: string;
+  /** A slash- and glob-free pattern matches exactly the paths with a segment equal to it. */
+  segment: string | undefined;
   negate: boolean;
   ambiguous: boolean;
   matches: (path: string, segments: readonly string[]) => boolean;
@@ -238,6 +240,7 @@ function compileRule(raw: string, source: RuleSource): Rule | null {
   return {
     source,
     pattern: raw.trim(),
+    segment: pattern.includes("/") || GLOB_CHARS.test(pattern) ? undefined : pattern,
     negate,
     ambiguous: source === "builtin" && AMBIGUOUS_BUILTIN_EXCLUDES.has(pattern),
     matches: compileMatcher(pattern),
@@ -289,6 +292,25 @@ export function compileExcludes(input: ExcludeRulesInput): ExcludeMatcher {
   const includes = (input.includes ?? []).map(normalizePattern).filter((p) => p !== "");
   const includeGlobs = includes.map((p) => (GLOB_CHARS.test(p) ? globToRegExp(p) : null));
 
+  // Most rules are plain names (`node_modules`, `dist`): index them by name, so a path is checked
+  // against the rules its own segments name plus the few others, not against every rule.
+  const bySegment = new Map<string, number[]>();
+  const others: number[] = [];
+  rules.forEach((rule, index) => {
+    if (rule.segment === undefined) others.push(index);
+    else bySegment.set(rule.segment, [...(bySegment.get(rule.segment) ?? []), index]);
+  });
+  /** Indices of the rules that may match, highest first (the order decide walks them in). */
+  const candidates = (segments: readonly string[]): number[] => {
+    let found: number[] | undefined;
+    for (const segment of segments) {
+      const hits = bySegment.get(segment);
+      if (hits) found = [...(found ?? others), ...hits];
+    }
+    if (!found) return others;
+    return [...new Set(found)].sort((a, b) => a - b);
+  };
+
   const included = (path: string): boolean =>
     includes.length === 0 ||
     includes.some(
@@ -305,8 +327,9 @@ export function compileExcludes(input: ExcludeRulesInput): ExcludeMatcher {
       }
       const segments = path.split("/");
       let shieldedBy: string | undefined;
-      for (let i = rules.length - 1; i >= 0; i--) {
-        const rule = rules[i] as Rule;
+      const indices = candidates(segments);
+      for (let c = indices.length - 1; c >= 0; c--) {
+        const rule = rules[indices[c] as number] as Rule;
         if (!rule.matches(path, segments)) continue;
         if (rule.ambiguous && trackedRegular && !rule.negate) {
           shieldedBy ??= rule.pattern;

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../core/state.ts";
-import { fingerprint, symlinkEntry } from "../protocol/fingerprint.ts";
+import { symlinkEntry } from "../protocol/fingerprint.ts";
 import { EMPTY_FINGERPRINT, type ManifestEntry } from "../protocol/types.ts";
 import type { RemoteManifest } from "./plan.ts";
 
@@ -17,17 +17,21 @@ import type { RemoteManifest } from "./plan.ts";
  * when the lease is stopped or terminated (data-plane.ts `forgetToken`).
  */
 
-const VERSION = 1;
+const VERSION = 2;
 
 /** [path, "f", mode, size, sha256] or [path, "l", target]: compact, a checkout has 10⁵ entries. */
 type StoredEntry = [string, "f", number, number, string] | [string, "l", string];
 
-interface RememberedFile {
+/**
+ * Line 1: this header. Line 2: the entries as JSON, whose sha256 is `checksum` — a torn or edited
+ * file is caught by hashing one string, not by re-deriving the fingerprint from 10⁵ entries.
+ */
+interface RememberedHeader {
   version: number;
   microvmId: string;
   workdir: string;
   fingerprint: string;
-  entries: StoredEntry[];
+  checksum: string;
 }
 
 /** MicroVM ids are plain; anything else is hashed so it can never name another path. */
@@ -73,45 +77,45 @@ function load(stored: unknown): ManifestEntry | undefined {
 
 /**
  * The manifest remembered for this MicroVM and workdir, or undefined when there is none or it
- * cannot be trusted (another format, another MicroVM or workdir, a bad entry, or entries that do
- * not hash to the recorded fingerprint — a torn or edited file).
+ * cannot be trusted (another format, another MicroVM or workdir, a bad entry, or a body that does
+ * not hash to its checksum — a torn or edited file). Even a wrong one is safe: the runner checks
+ * every base and expected fingerprint.
  */
 export async function loadRemembered(
   stateDir: string,
   microvmId: string,
   workdir: string,
 ): Promise<RemoteManifest | undefined> {
-  let parsed: Partial<RememberedFile>;
+  let header: Partial<RememberedHeader>;
+  let stored: unknown;
   try {
-    parsed = JSON.parse(await readFile(rememberedFile(stateDir, microvmId, workdir), "utf8"));
+    const text = await readFile(rememberedFile(stateDir, microvmId, workdir), "utf8");
+    const newline = text.indexOf("\n");
+    const body = text.slice(newline + 1);
+    header = JSON.parse(text.slice(0, newline));
+    if (newline === -1 || header?.checksum !== createHash("sha256").update(body).digest("hex"))
+      return undefined;
+    stored = JSON.parse(body);
   } catch {
     return undefined;
   }
   if (
-    parsed?.version !== VERSION ||
-    parsed.microvmId !== microvmId ||
-    parsed.workdir !== workdir ||
-    typeof parsed.fingerprint !== "string" ||
-    !Array.isArray(parsed.entries)
+    header.version !== VERSION ||
+    header.microvmId !== microvmId ||
+    header.workdir !== workdir ||
+    typeof header.fingerprint !== "string" ||
+    !Array.isArray(stored)
   ) {
     return undefined;
   }
   const entries: ManifestEntry[] = [];
-  for (const stored of parsed.entries) {
-    const entry = load(stored);
+  for (const item of stored) {
+    const entry = load(item);
     if (!entry) return undefined;
     entries.push(entry);
   }
-  if (parsed.fingerprint === EMPTY_FINGERPRINT) {
-    return entries.length === 0 ? { fingerprint: EMPTY_FINGERPRINT, entries } : undefined;
-  }
-  try {
-    if (fingerprint(entries) !== parsed.fingerprint) return undefined;
-  } catch {
-    // A path listed twice.
-    return undefined;
-  }
-  return { fingerprint: parsed.fingerprint, entries };
+  if (header.fingerprint === EMPTY_FINGERPRINT && entries.length > 0) return undefined;
+  return { fingerprint: header.fingerprint, entries };
 }
 
 /** Records what the runner now has in the workdir (after a sync, or after reading its manifest). */
@@ -121,14 +125,19 @@ export async function saveRemembered(
   workdir: string,
   remote: RemoteManifest,
 ): Promise<void> {
-  const body: RememberedFile = {
+  const body = JSON.stringify(remote.entries.map(store));
+  const header: RememberedHeader = {
     version: VERSION,
     microvmId,
     workdir,
     fingerprint: remote.fingerprint,
-    entries: remote.entries.map(store),
+    checksum: createHash("sha256").update(body).digest("hex"),
   };
-  await writeFileAtomic(rememberedFile(stateDir, microvmId, workdir), JSON.stringify(body), 0o600);
+  await writeFileAtomic(
+    rememberedFile(stateDir, microvmId, workdir),
+    `${JSON.stringify(header)}\n${body}`,
+    0o600,
+  );
 }
 
 /** Drops one workdir's record (its runner disagreed with it). Missing is fine. */

@@ -84,8 +84,11 @@ export interface CheckoutSnapshotOptions {
  */
 export async function snapshotWithCache(options: CheckoutSnapshotOptions): Promise<LocalSnapshot> {
   const env = options.env ?? process.env;
+  const started = performance.now();
   const root = await findRepoRoot(options.cwd, env);
+  const found = performance.now();
   const cache = await loadHashCache(hashCacheFile(options.stateDir, root), root);
+  const loaded = performance.now();
   const { sync } = options;
   const snap = await snapshotCheckout({
     cwd: options.cwd,
@@ -104,5 +107,8 @@ export async function snapshotWithCache(options: CheckoutSnapshotOptions): Promi
   });
   cache.retain(snap.entries.map((entry) => entry.path));
   await cache.save().catch((error: unknown) => options.onCacheError?.(error));
+  // The phases a user waits for: finding the repository is listing, the cache is hashing.
+  snap.timings.manifestMs += found - started;
+  snap.timings.hashMs += loaded - found;
   return snap;
 }

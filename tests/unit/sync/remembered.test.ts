@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,32 +48,47 @@ describe("the remembered manifest", () => {
     expect(await loadRemembered(dir, VM, WORKDIR)).toEqual({ fingerprint: "empty", entries: [] });
   });
 
-  test("a file whose entries do not hash to its fingerprint is not trusted", async () => {
-    const dir = state();
-    await saveRemembered(dir, VM, WORKDIR, remote);
-    const file = rememberedFile(dir, VM, WORKDIR);
-    const parsed = JSON.parse(readFileSync(file, "utf8"));
-    parsed.entries[0][3] = 4; // a.txt's size
-    writeFileSync(file, JSON.stringify(parsed));
-    expect(await loadRemembered(dir, VM, WORKDIR)).toBeUndefined();
-  });
-
-  test("torn, foreign or malformed files are ignored, never trusted", async () => {
+  test("an edited or torn file is not trusted: its body no longer matches its checksum", async () => {
     const dir = state();
     await saveRemembered(dir, VM, WORKDIR, remote);
     const file = rememberedFile(dir, VM, WORKDIR);
     const good = readFileSync(file, "utf8");
+    const [header, body] = good.split("\n") as [string, string];
+    const edited = JSON.parse(body);
+    edited[0][3] = 4; // a.txt's size
     for (const text of [
-      good.slice(0, good.length / 2),
+      `${header}\n${JSON.stringify(edited)}`,
+      good.slice(0, good.length - 10),
+      header,
       "[]",
-      JSON.stringify({ ...JSON.parse(good), version: 2 }),
-      JSON.stringify({ ...JSON.parse(good), entries: [["a.txt", "f", 420, 3, "not-a-hash"]] }),
-      JSON.stringify({ ...JSON.parse(good), entries: [["a.txt", "x"]] }),
-      JSON.stringify({ ...JSON.parse(good), fingerprint: "empty" }),
+      "",
     ]) {
       writeFileSync(file, text);
       expect(await loadRemembered(dir, VM, WORKDIR)).toBeUndefined();
     }
+  });
+
+  test("a well-formed file of another version, MicroVM or shape is ignored", async () => {
+    const dir = state();
+    await saveRemembered(dir, VM, WORKDIR, remote);
+    const file = rememberedFile(dir, VM, WORKDIR);
+    const [header, body] = readFileSync(file, "utf8").split("\n") as [string, string];
+    const rewrite = (fields: Record<string, unknown>, entries: string = body) => {
+      const checksum = createHash("sha256").update(entries).digest("hex");
+      writeFileSync(file, `${JSON.stringify({ ...JSON.parse(header), checksum, ...fields })}\n${entries}`);
+    };
+    rewrite({ version: 1 });
+    expect(await loadRemembered(dir, VM, WORKDIR)).toBeUndefined();
+    rewrite({ microvmId: "microvm-other" });
+    expect(await loadRemembered(dir, VM, WORKDIR)).toBeUndefined();
+    rewrite({}, JSON.stringify([["a.txt", "f", 420, 3, "not-a-hash"]]));
+    expect(await loadRemembered(dir, VM, WORKDIR)).toBeUndefined();
+    rewrite({}, JSON.stringify([["a.txt", "x"]]));
+    expect(await loadRemembered(dir, VM, WORKDIR)).toBeUndefined();
+    rewrite({ fingerprint: "empty" });
+    expect(await loadRemembered(dir, VM, WORKDIR)).toBeUndefined();
+    rewrite({});
+    expect(await loadRemembered(dir, VM, WORKDIR)).toEqual(remote);
   });
 
   test("forgetting one workdir or the whole MicroVM", async () => {
