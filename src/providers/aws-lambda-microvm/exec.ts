@@ -90,12 +90,21 @@ function violation(error: unknown): boolean {
 }
 
 /** The stream was lost and could not be picked up again: the command's end was never seen. */
+const STREAM_ENDED = "aws-lambda-microvm runner stream ended without an exit event";
+
 function streamLost(lastSeq: number, error: unknown): RunnerStreamError {
   return new RunnerStreamError(
-    `aws-lambda-microvm runner stream ended without an exit event; reattaching failed: ${describeError(error)}`,
+    `${STREAM_ENDED}; reattaching failed: ${describeError(error)}`,
     lastSeq,
     error,
   );
+}
+
+/** "MicroVM X is terminated: <AWS's reason>" when AWS says the MicroVM ended, else undefined. */
+export async function microvmEnded(plane: ControlPlane, microvmId: string): Promise<string | undefined> {
+  const vm = await plane.getMicrovm(microvmId, AbortSignal.timeout(10_000)).catch(() => undefined);
+  if (!vm || (vm.state !== "TERMINATED" && vm.state !== "TERMINATING")) return undefined;
+  return `MicroVM ${microvmId} is ${vm.state.toLowerCase()}${vm.stateReason ? `: ${vm.stateReason}` : ""}`;
 }
 
 /**
@@ -108,13 +117,11 @@ export async function explainLostStream(
   error: unknown,
 ): Promise<unknown> {
   if (!(error instanceof RunnerStreamError)) return error;
-  const vm = await plane.getMicrovm(microvmId, AbortSignal.timeout(10_000)).catch(() => undefined);
-  if (!vm || (vm.state !== "TERMINATED" && vm.state !== "TERMINATING")) return error;
-  return new RunnerStreamError(
-    `${error.message}; MicroVM ${microvmId} is ${vm.state.toLowerCase()}${vm.stateReason ? `: ${vm.stateReason}` : ""}`,
-    error.lastSeq,
-    error,
-  );
+  const ended = await microvmEnded(plane, microvmId);
+  if (!ended) return error;
+  // How the reattach then failed (a 502 from a proxy with no VM behind it) is noise next to this.
+  const head = error.message.startsWith(STREAM_ENDED) ? STREAM_ENDED : error.message;
+  return new RunnerStreamError(`${head}; ${ended}`, error.lastSeq, error);
 }
 
 /** Waits for `promise` at most `ms`; the answer does not matter, only that it was asked. */

@@ -20,7 +20,7 @@ import { downloadArtifacts, unmetDownloads } from "./artifacts.ts";
 import { claimOwner, ownerGone } from "./cleanup.ts";
 import { type ControlPlane, controlPlane, type Microvm } from "./control-plane.ts";
 import { openRunner } from "./data-plane.ts";
-import { type ExecOutcome, execCommand, explainLostStream } from "./exec.ts";
+import { type ExecOutcome, execCommand, explainLostStream, microvmEnded } from "./exec.ts";
 import { keepAliveDisabled, keepAliveIntervalMs } from "./keepalive.ts";
 import {
   createLease,
@@ -369,6 +369,11 @@ async function session(
     );
   }
   if (result.exitCode !== 0) report.info(`${PROVIDER} run exited ${result.exitCode}`);
+  if (result.signal) {
+    // A command killed by a signal may have gone down with its MicroVM (maximum duration, a crash).
+    const ended = await microvmEnded(plane, claim.cloudID);
+    if (ended) report.warn(`the command was killed by ${result.signal}; ${ended}`);
+  }
   requireArtifacts(ctx, request, unmet, result.exitCode);
   return { exitCode: result.exitCode, failed: result.exitCode !== 0, interrupted: false };
 }
