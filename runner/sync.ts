@@ -4,6 +4,7 @@
  * writes are applied in that order; the manifest is saved last and always describes the disk, even
  * after a refused or interrupted apply.
  */
+import { closeSync, fchmodSync, lstatSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { lstat, open, readlink, rename, rm, symlink, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { normalizeMode } from "../src/protocol/fingerprint.ts";
@@ -221,12 +222,17 @@ function parseMeta(bytes: Uint8Array): SyncMeta {
   return result;
 }
 
+/** Files up to this size are received whole and written with synchronous calls (writeSmallFile). */
+const SMALL_FILE_BYTES = 1024 * 1024;
+
 /** One sync apply. Its manifest is updated after every completed step, so it is always the truth. */
 class Apply {
   meta: SyncMeta | undefined;
   written = 0;
   deleted = 0;
   removedUnsynced = 0;
+  /** Directories proven real in this apply (see prepareParents); anything this apply removes leaves it. */
+  private readonly knownDirs = new Set<string>();
 
   constructor(
     private readonly hostWorkdir: string,
@@ -248,7 +254,16 @@ class Apply {
       checkEntryPath(header.path, "tar entry");
       switch (header.type) {
         case "file":
-          await this.writeFile(header.path, normalizeMode(header.mode), content);
+          if (header.size <= SMALL_FILE_BYTES) {
+            await this.clearFor(header.path);
+            this.writeSmallFile(
+              header.path,
+              normalizeMode(header.mode),
+              await readBody(content, header.size),
+            );
+          } else {
+            await this.writeFile(header.path, normalizeMode(header.mode), content);
+          }
           break;
         case "symlink":
           if (header.linkpath === "" || header.linkpath.includes("\0")) {
@@ -304,10 +319,11 @@ class Apply {
     }
     // Deepest first, so parents are empty by the time they are tried.
     for (const dir of dirs.reverse()) await pruneEmptyDirs(this.hostWorkdir, dir);
+    this.knownDirs.clear();
   }
 
   private async delete(path: string): Promise<void> {
-    const exists = await prepareParents(this.hostWorkdir, path, { create: false });
+    const exists = await prepareParents(this.hostWorkdir, path, { create: false, known: this.knownDirs });
     this.manifest.delete(path);
     if (!exists) return;
     const host = join(this.hostWorkdir, path);
@@ -317,12 +333,14 @@ class Apply {
     await unlink(host);
     this.deleted++;
     await pruneEmptyDirs(this.hostWorkdir, parentOf(path));
+    this.knownDirs.clear();
   }
 
   /** Makes room for a synced entry at `path`: its parents become real dirs, a dir in its place goes. */
   private async clearFor(path: string): Promise<void> {
     await prepareParents(this.hostWorkdir, path, {
       create: true,
+      known: this.knownDirs,
       onReplace: async (rel) => {
         if (!this.forget(rel)) this.removedUnsynced++;
       },
@@ -336,6 +354,7 @@ class Apply {
       }
       this.forget(path);
       await rm(host, { recursive: true, force: true });
+      this.knownDirs.clear();
     } else if (!this.manifest.has(path)) {
       this.removedUnsynced++;
     }
@@ -389,6 +408,42 @@ class Apply {
       this.written++;
     } finally {
       if (!renamed) await rm(temp, { force: true });
+    }
+  }
+
+  /**
+   * A small file in one go, with synchronous calls: a checkout is mostly small files, and a
+   * thread-pool round trip for each of open, write, chmod, close, rename and lstat made a
+   * 3,000-file first sync slower than the upload. Same steps and guarantees as writeFile.
+   */
+  private writeSmallFile(path: string, mode: number, content: Uint8Array): void {
+    const temp = this.tempName(path);
+    const host = join(this.hostWorkdir, path);
+    let renamed = false;
+    try {
+      // O_EXCL | O_NOFOLLOW: the temp name is fresh and never a link someone planted.
+      const fd = openSync(temp, "wx", 0o600);
+      try {
+        let offset = 0;
+        while (offset < content.length) offset += writeSync(fd, content, offset, content.length - offset);
+        // Explicit chmod, never through the umask: the fingerprint includes the mode.
+        fchmodSync(fd, mode);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(temp, host);
+      renamed = true;
+      this.manifest.set(path, {
+        path,
+        type: "file",
+        mode,
+        size: content.length,
+        sha256: new Bun.CryptoHasher("sha256").update(content).digest("hex"),
+        stat: stamp(lstatSync(host, { bigint: true })),
+      });
+      this.written++;
+    } finally {
+      if (!renamed) rmSync(temp, { force: true });
     }
   }
 

@@ -42,6 +42,12 @@ export interface ParentOptions {
    * Only used with `create`.
    */
   onReplace?: (relPath: string) => Promise<void>;
+  /**
+   * Directories (relative) this caller already proved to be real directories. A sync applying
+   * thousands of files into the same few directories lstats each directory once instead of once
+   * per file below it; it holds the workdir's sync lock, and commands cannot start while it runs.
+   */
+  known?: Set<string>;
 }
 
 /**
@@ -56,6 +62,7 @@ export async function prepareParents(
   const segments = relPath.split("/");
   for (let i = 1; i < segments.length; i++) {
     const rel = segments.slice(0, i).join("/");
+    if (options.known?.has(rel)) continue;
     const host = join(hostWorkdir, rel);
     const stats = await lstat(host).catch((error: NodeJS.ErrnoException) => {
       if (error.code === "ENOENT") return undefined;
@@ -64,13 +71,17 @@ export async function prepareParents(
     if (stats?.isSymbolicLink()) {
       throw unsafePath(`${JSON.stringify(relPath)} has a symlink parent ${JSON.stringify(rel)}`);
     }
-    if (stats?.isDirectory()) continue;
+    if (stats?.isDirectory()) {
+      options.known?.add(rel);
+      continue;
+    }
     if (!options.create) return false;
     if (stats) {
       await options.onReplace?.(rel);
       await rm(host, { force: true });
     }
     await mkdir(host, { mode: 0o755 });
+    options.known?.add(rel);
   }
   return true;
 }

@@ -135,14 +135,24 @@ function binaryContent(random: () => number, size: number): Uint8Array {
   return out;
 }
 
-/** `dir/sub/name.ext` at depth 1–4, unique per index. */
-function pathFor(random: () => number, index: number, words: string[]): string {
-  const depth = 1 + Math.floor(random() * 4);
-  const parts = [`pkg${Math.floor(random() * 12)}`];
-  for (let i = 1; i < depth; i++) parts.push(`${words[Math.floor(random() * 40)]}`);
+/** Directories at depth 1–4, about eight files to a directory, as in a real source tree. */
+function directories(random: () => number, count: number, words: string[]): string[] {
+  const dirs: string[] = [];
+  for (let i = 0; i < count; i++) {
+    // Most directories hang off an earlier one, so the tree has real depth and shared parents.
+    const parent = dirs.length > 0 && random() < 0.7 ? dirs[Math.floor(random() * dirs.length)] : undefined;
+    const name = `${words[Math.floor(random() * 200)]}${i}`;
+    const dir = parent && parent.split("/").length < 4 ? `${parent}/${name}` : `pkg${i % 12}/${name}`;
+    dirs.push(dir);
+  }
+  return dirs;
+}
+
+/** `dir/name.ext`, unique per index. */
+function pathFor(random: () => number, index: number, words: string[], dirs: string[]): string {
+  const dir = dirs[Math.floor(random() * dirs.length)] as string;
   const ext = EXTENSIONS[Math.floor(random() * EXTENSIONS.length)] as string;
-  parts.push(`${words[Math.floor(random() * words.length)]}_${index}${ext}`);
-  return parts.join("/");
+  return `${dir}/${words[Math.floor(random() * words.length)]}_${index}${ext}`;
 }
 
 /** Writes the corpus under `root` (created); returns its paths. */
@@ -151,11 +161,12 @@ export function generateCorpus(root: string, spec: CorpusSpec): Corpus {
   const words = vocabulary(random, 3000);
   const common = commonLines(random, words, 400);
   const sizes = fileSizes(random, spec.files, spec.bytes);
+  const dirs = directories(random, Math.max(1, Math.round(spec.files / 8)), words);
   const binaryFraction = spec.binaryFraction ?? 0.05;
   const paths: string[] = [];
   let bytes = 0;
   for (let i = 0; i < spec.files; i++) {
-    const path = pathFor(random, i, words);
+    const path = pathFor(random, i, words, dirs);
     const size = sizes[i] as number;
     const content =
       random() < binaryFraction ? binaryContent(random, size) : textContent(random, words, common, size);
