@@ -1,7 +1,7 @@
 import { constants } from "node:os";
 import { CrabboxError, describeError } from "../../core/errors.ts";
 import { interruptSignalOf } from "../../core/interrupt.ts";
-import { fromBase64, NdjsonError } from "../../protocol/ndjson.ts";
+import { NdjsonError, outputBytes } from "../../protocol/ndjson.ts";
 import type { ExecEvent, ExecRequest } from "../../protocol/types.ts";
 import type { Reporter } from "../provider.ts";
 import type { ControlPlane } from "./control-plane.ts";
@@ -207,8 +207,8 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
         for await (const event of stream) {
           if (event.seq <= lastSeq) continue;
           lastSeq = event.seq;
-          if (event.type === "stdout") report.stdout(fromBase64(event.data));
-          else if (event.type === "stderr") report.stderr(fromBase64(event.data));
+          if (event.type === "stdout") report.stdout(outputBytes(event));
+          else if (event.type === "stderr") report.stderr(outputBytes(event));
           else if (event.type === "started") {
             startedAtMs = event.startedAtMs;
             feedStdin();
