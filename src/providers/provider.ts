@@ -1,9 +1,9 @@
 import type { ResolvedConfig } from "../config/resolve.ts";
 import type { DownloadSpec } from "../core/artifacts.ts";
 import type { Claim } from "../core/claims.ts";
-import type { SyncPreview } from "../sync/preview.ts";
 import type { ForcedExitHook } from "../core/interrupt.ts";
 import type { RunRecorder } from "../core/run-summary.ts";
+import type { SyncPreview } from "../sync/preview.ts";
 
 /**
  * The provider contract. A provider is a declared spec plus lifecycle functions; the CLI checks the
