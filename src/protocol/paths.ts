@@ -10,13 +10,41 @@ export function relativePathProblem(path: string): string | undefined {
   if (path.length === 0) return "empty path";
   if (path.includes("\0")) return "path contains NUL";
   if (path.startsWith("/")) return "absolute path";
-  if (new TextEncoder().encode(path).length > 4096) return "path longer than 4096 bytes";
+  if (longerThanUtf8(path, 4096)) return "path longer than 4096 bytes";
   for (const segment of path.split("/")) {
     if (segment === "..") return "path contains '..'";
     if (segment === "" || segment === ".") return "path is not in canonical form (empty or '.' segment)";
-    if (new TextEncoder().encode(segment).length > 255) return "path segment longer than 255 bytes";
+    if (longerThanUtf8(segment, 255)) return "path segment longer than 255 bytes";
   }
   return undefined;
+}
+
+/**
+ * Whether the UTF-8 encoding of `text` exceeds `limit` bytes, without encoding it: a UTF-16 code
+ * unit is 1 to 3 bytes (a surrogate pair 4 for 2 units), so nearly every path is decided by its
+ * length alone.
+ */
+function longerThanUtf8(text: string, limit: number): boolean {
+  if (text.length * 3 <= limit) return false;
+  if (text.length > limit) return true;
+  return countUtf8(text) > limit;
+}
+
+function countUtf8(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 4;
+        i++;
+      } else bytes += 3;
+    } else bytes += 3;
+  }
+  return bytes;
 }
 
 export function isSafeRelativePath(path: string): boolean {

@@ -220,10 +220,15 @@ function compileMatcher(pattern: string): (path: string, segments: readonly stri
       path.startsWith(under) ||
       (glob !== null && segments.some((segment) => segment === pattern || glob.test(segment)));
   }
+  // `apps/*/.build`: only paths under `apps/` can match, and most paths are not.
+  const head = pattern.slice(0, pattern.indexOf("/"));
+  const literalHead = GLOB_CHARS.test(head) ? undefined : `${head}/`;
   return (path, segments) =>
     path === pattern ||
     path.startsWith(under) ||
-    (glob !== null && prefixesOf(segments).some((prefix) => glob.test(prefix)));
+    (glob !== null &&
+      (literalHead === undefined || path.startsWith(literalHead)) &&
+      prefixesOf(segments).some((prefix) => glob.test(prefix)));
 }
 
 function compileRule(raw: string, source: RuleSource): Rule | null {
