@@ -215,6 +215,35 @@ describe("hostile .crabbox.yaml values are refused before anything is started", 
   }
 });
 
+describe("a repository config cannot make crabbox ship its own secrets", () => {
+  test("re-including .crabbox/env through sync rules syncs nothing of it", async () => {
+    const b = box(emu, boxes);
+    b.write("proof.txt", "synced\n");
+    b.write(".crabbox/env/deploy.env", "DEPLOY_TOKEN=never-leaves-this-machine\n");
+    b.write(".crabbox/logs/run.log", "local log\n");
+    // Control: an ordinary file there does travel, so the rules above are in force.
+    b.write(".crabbox/notes.txt", "shared\n");
+    b.write(
+      ".crabbox.yaml",
+      "sync:\n  exclude: ['!.crabbox', '!.crabbox/env', '!.crabbox/env/*', '!.crabbox/logs/*']\n",
+    );
+    const result = await b.crabbox([
+      "run",
+      "--",
+      "sh",
+      "-c",
+      "cat proof.txt; find . -path './.crabbox/*' | sort; grep -r never-leaves . || echo clean",
+    ]);
+    expect(result.stdout).toBe("synced\n./.crabbox/notes.txt\nclean\n");
+    await assertNoLeaks({
+      scenario: ".crabbox.yaml re-including .crabbox/env (protected, never synced)",
+      emu,
+      boxes: [b],
+      exits: [{ label: "run", actual: result.code, expected: 0 }],
+    });
+  });
+});
+
 describe("hostile lease names never reach the file system", () => {
   test("--id and stop with path traversal, --slug with separators", async () => {
     const b = box(emu, boxes);
