@@ -5,7 +5,7 @@
  * when the data plane fails; a MicroVM that is gone is a clear exit 4.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TerminateMicrovmCommand } from "@aws-sdk/client-lambda-microvms";
 import type { RequestRecord } from "../../src/emulator/log.ts";
@@ -72,7 +72,7 @@ const shape = (records: RequestRecord[]) =>
 
 describe("the warm rerun", () => {
   test("an unchanged `run --id L -- true` makes exactly one request: the exec", async () => {
-    const { box: b } = await leased("warm-one");
+    const { box: b, microvmId } = await leased("warm-one");
     await ok(b, ["run", "--id", "warm-one", "--", "true"]);
     const rerun = await requestsDuring(() =>
       ok(b, ["run", "--id", "warm-one", "--timing-json", "--", "true"]),
@@ -87,6 +87,12 @@ describe("the warm rerun", () => {
     // And again: nothing accumulates (no token mint, no probe) however often it reruns.
     const third = await requestsDuring(() => ok(b, ["run", "--id", "warm-one", "--", "true"]));
     expect(shape(third.records)).toEqual(["POST /v1/exec 200"]);
+    // Stop forgets what this machine kept about the MicroVM: its token and its synced manifest.
+    expect(existsSync(join(b.stateDir, "synced", microvmId))).toBe(true);
+    expect(existsSync(join(b.stateDir, "tokens", `${microvmId}.json`))).toBe(true);
+    await ok(b, ["stop", "warm-one"]);
+    expect(existsSync(join(b.stateDir, "synced", microvmId))).toBe(false);
+    expect(existsSync(join(b.stateDir, "tokens", `${microvmId}.json`))).toBe(false);
   });
 
   test("a paused lease resumes through the data plane: still no GetMicrovm", async () => {
