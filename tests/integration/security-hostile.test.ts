@@ -7,7 +7,7 @@
  * file is left behind.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   type CountingListener,
@@ -15,6 +15,7 @@ import {
   type HostileProxy,
   hostileProxy,
   ndjson,
+  rawTar,
   startedLine,
 } from "../reliability/hostile-proxy.ts";
 import { assertNoLeaks, type Box, box, printLeakTable } from "../reliability/support.ts";
@@ -240,6 +241,52 @@ describe("a repository config cannot make crabbox ship its own secrets", () => {
       emu,
       boxes: [b],
       exits: [{ label: "run", actual: result.code, expected: 0 }],
+    });
+  });
+});
+
+describe("a hostile artifact download writes nothing outside the artifact dir", () => {
+  test("traversal, absolute paths, escaping symlinks, writes through a symlink, devices", async () => {
+    const b = box(emu, boxes);
+    b.env.CRABBOX_AWS_LAMBDA_MICROVM_ENDPOINT = proxy.url;
+    const sentinel = join(b.root, "sentinel");
+    b.write("proof.txt", "synced\n");
+    mkdirSync(sentinel);
+    writeFileSync(join(sentinel, "keep.txt"), "precious\n");
+    const artifacts = join(b.root, "artifacts");
+    const tar = rawTar([
+      { name: "out/ok.txt", type: "0", content: "fine\n" },
+      { name: "out/../../escape.txt", type: "0", content: "escaped\n" },
+      { name: `${b.root}/absolute.txt`, type: "0", content: "escaped\n" },
+      { name: "out/up", type: "2", linkname: "../../.." },
+      { name: "out/into", type: "2", linkname: sentinel },
+      { name: "out/into/pwned.txt", type: "0", content: "escaped\n" },
+      { name: "out/tty", type: "3" },
+      { name: ".crabbox-files.json", type: "0", content: JSON.stringify({ stale: [], unmatched: [] }) },
+    ]);
+    proxy.rules = [
+      (req, url, { plane }) =>
+        plane === "data" && req.method === "GET" && url.pathname === "/v1/files"
+          ? new Response(tar, { headers: { "content-type": "application/x-tar" } })
+          : undefined,
+    ];
+    const result = await b.crabbox(["run", "--download", "out", "--artifact-dir", artifacts, "--", "true"]);
+    expect(readFileSync(join(artifacts, "out/ok.txt"), "utf8")).toBe("fine\n");
+    expect(readdirSync(sentinel)).toEqual(["keep.txt"]);
+    expect(readFileSync(join(sentinel, "keep.txt"), "utf8")).toBe("precious\n");
+    for (const path of [
+      join(b.root, "escape.txt"),
+      join(b.root, "absolute.txt"),
+      join(b.repo, "escape.txt"),
+    ]) {
+      expect({ path, exists: existsSync(path) }).toEqual({ path, exists: false });
+    }
+    expect(result.stderr).toContain("refused");
+    await assertNoLeaks({
+      scenario: "hostile artifact tar (traversal, absolute, symlink escapes, device)",
+      emu,
+      boxes: [b],
+      exits: [{ label: "run --download", actual: result.code, expected: 0 }],
     });
   });
 });

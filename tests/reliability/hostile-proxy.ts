@@ -125,3 +125,46 @@ export function countingListener(): CountingListener {
   });
   return { url: `http://127.0.0.1:${server.port}`, requests, stop: () => server.stop(true) };
 }
+
+export interface RawTarEntry {
+  name: string;
+  /** ustar typeflag: "0" file, "2" symlink, "3" char device, "5" directory. */
+  type: string;
+  linkname?: string;
+  content?: string;
+}
+
+/** A ustar stream built byte by byte, so it can say anything (traversal, absolute paths, devices). */
+export function rawTar(entries: RawTarEntry[]): Uint8Array<ArrayBuffer> {
+  const enc = new TextEncoder();
+  const blocks: Uint8Array[] = [];
+  for (const entry of entries) {
+    const content = enc.encode(entry.content ?? "");
+    const header = new Uint8Array(512);
+    header.set(enc.encode(entry.name), 0);
+    header.set(enc.encode(entry.type === "5" ? "0000755\0" : "0000644\0"), 100);
+    header.set(enc.encode("0000000\0"), 108);
+    header.set(enc.encode("0000000\0"), 116);
+    header.set(enc.encode(`${content.length.toString(8).padStart(11, "0")}\0`), 124);
+    header.set(
+      enc.encode(
+        `${Math.floor(Date.now() / 1000)
+          .toString(8)
+          .padStart(11, "0")}\0`,
+      ),
+      136,
+    );
+    header.fill(0x20, 148, 156);
+    header[156] = entry.type.charCodeAt(0);
+    header.set(enc.encode(entry.linkname ?? ""), 157);
+    header.set(enc.encode("ustar\u000000"), 257);
+    let sum = 0;
+    for (const byte of header) sum += byte;
+    header.set(enc.encode(`${sum.toString(8).padStart(6, "0")}\0 `), 148);
+    const padded = new Uint8Array(Math.ceil(content.length / 512) * 512);
+    padded.set(content);
+    blocks.push(header, padded);
+  }
+  blocks.push(new Uint8Array(1024));
+  return Uint8Array.from(Buffer.concat(blocks));
+}
