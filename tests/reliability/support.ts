@@ -214,12 +214,15 @@ function describeExits(exits: ExitCheck[]): string {
   return [...groups].map(([key, count]) => (count > 1 ? `${count}× ${key}` : key)).join(", ") || "-";
 }
 
-/** The rows recorded so far, as a Markdown table; also written to .cache/reliability/<name>.md. */
+/**
+ * The rows recorded since the last call (bun runs every test file in one process, so each file's
+ * afterAll takes its own), as a Markdown table; also written to .cache/reliability/<name>.md.
+ */
 export function printLeakTable(name: string): string {
   const lines = [
     "| scenario | exit codes | leak checks passed |",
     "|---|---|---|",
-    ...rows.map((row) => `| ${row.scenario} | ${row.exits} | ${row.checks.join(" ")} |`),
+    ...rows.splice(0).map((row) => `| ${row.scenario} | ${row.exits} | ${row.checks.join(" ")} |`),
   ];
   const table = `${lines.join("\n")}\n`;
   const dir = join(repoRoot, ".cache", "reliability");
