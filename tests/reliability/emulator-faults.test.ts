@@ -1,8 +1,9 @@
 /**
  * The emulator's own faults must fire every time, or the suite built on them proves nothing.
- * `runner-crash@RunMicrovm,count=1` used to miss about one run in ten (the MicroVM booted normally):
- * here it is fired many times in a row, in every isolation mode this machine has, and each MicroVM
- * must end TERMINATED with the crash's reason without ever having been RUNNING, and leave no process.
+ * `runner-crash@RunMicrovm,count=1` was seen to miss about one run in ten (the MicroVM booted
+ * normally): here it is fired many times in a row, in every isolation mode this machine has, and
+ * each MicroVM must end TERMINATED with the crash's reason, never having been RUNNING, leaving no
+ * process.
  */
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { GetMicrovmCommand, RunMicrovmCommand } from "@aws-sdk/client-lambda-microvms";
