@@ -12,7 +12,7 @@ import type { FaultSet } from "./faults.ts";
 import type { IsolationMode } from "./isolation.ts";
 import { answers, callHook, HOOK_PATH, type HookResult, launchRunner, type RunnerProcess } from "./launch.ts";
 import type { EmulatorLog } from "./log.ts";
-import { killVm, signalVm, untrackGroup } from "./processes.ts";
+import { freezeVm, killVm, signalVm, untrackGroup } from "./processes.ts";
 import { forgetVm, recordVm, type StatePaths } from "./state.ts";
 import type { IdlePolicy, ImageRecord, ImageVersion, MicrovmState } from "./types.ts";
 
@@ -296,7 +296,8 @@ export class Microvm {
         return;
       }
     }
-    signalVm(this.id, "SIGSTOP");
+    await freezeVm(this.id);
+    if (this.state !== "SUSPENDING") return;
     this.frozen = true;
     this.suspendedAt = Date.now();
     this.setState("SUSPENDED");
@@ -322,7 +323,7 @@ export class Microvm {
       const result = await this.hook("resume", { microvmId: this.id });
       if (this.state !== "SUSPENDED") return false;
       if (!result.ok) {
-        signalVm(this.id, "SIGSTOP");
+        await freezeVm(this.id);
         this.frozen = true;
         this.ctx.log.note(`[${this.id}] resume hook failed (${result.reason}); staying SUSPENDED`);
         return false;
