@@ -21,8 +21,8 @@ export interface CompressionChoice {
 /**
  * The default sync compression, chosen by `npm run bench compression` (bench/benchmarks/
  * compression.ts, results in bench/results/): on a generated 50 MB / 3,000-file tree zstd at level
- * 3 is both the smallest body of the fast candidates (about 0.8× gzip -6) and the cheapest to make
- * (about 0.4× zlib gzip -6 CPU), so it wins on AWS's ~4 MB/s link and on a fast one alike.
+ * 3 is both the smallest body of the fast candidates (about 0.9× gzip -6) and the cheapest to make
+ * (about half of zlib gzip -6's time), so it wins on AWS's ~4 MB/s link and on a fast one alike.
  */
 export const DEFAULT_COMPRESSION: CompressionChoice = { encoding: "zstd", level: 3 };
 
