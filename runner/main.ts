@@ -143,6 +143,7 @@ export async function main(argv: string[]): Promise<number> {
   });
 }
 
+// No top-level await: the binary is a CommonJS bundle (scripts/build.ts says why).
 if (import.meta.main) {
-  process.exit(await main(process.argv.slice(2)));
+  void main(process.argv.slice(2)).then((code) => process.exit(code));
 }

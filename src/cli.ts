@@ -185,9 +185,11 @@ function takeDebug(own: string[]): string[] {
   return kept;
 }
 
+// No top-level await: the binary is a CommonJS bundle (scripts/build.ts says why).
 if (import.meta.main) {
-  const code = await main(process.argv.slice(2));
-  // Exit once stdout has drained: a stray keep-alive socket must never hold a finished CLI open,
-  // and a piped consumer must still get every byte written before the exit.
-  process.stdout.write("", () => process.exit(code));
+  void main(process.argv.slice(2)).then((code) => {
+    // Exit once stdout has drained: a stray keep-alive socket must never hold a finished CLI open,
+    // and a piped consumer must still get every byte written before the exit.
+    process.stdout.write("", () => process.exit(code));
+  });
 }

@@ -13,7 +13,8 @@ if (!proxy || !endpoint || !token || !workdir || !command) {
   process.exit(2);
 }
 const body = JSON.stringify({ command, workdir });
-const code = await new Promise<number>((resolve, reject) => {
+// No top-level await: baselines are built exactly like dist/crabbox (a CommonJS bundle).
+void new Promise<number>((resolve, reject) => {
   const req = request(
     new URL("/v1/exec", proxy),
     {
@@ -42,5 +43,4 @@ const code = await new Promise<number>((resolve, reject) => {
   );
   req.on("error", reject);
   req.end(body);
-});
-process.exit(code);
+}).then((code) => process.exit(code));

@@ -16,5 +16,7 @@ const client = new LambdaMicrovmsClient({
   endpoint,
   credentials: { accessKeyId: "AKIDEMULATOR", secretAccessKey: "emulator" },
 });
-const vm = await client.send(new GetMicrovmCommand({ microvmIdentifier: microvmId }));
-process.stdout.write(`${JSON.stringify({ id: vm.microvmId, state: vm.state, endpoint: vm.endpoint })}\n`);
+// No top-level await: baselines are built exactly like dist/crabbox (a CommonJS bundle).
+void client.send(new GetMicrovmCommand({ microvmIdentifier: microvmId })).then((vm) => {
+  process.stdout.write(`${JSON.stringify({ id: vm.microvmId, state: vm.state, endpoint: vm.endpoint })}\n`);
+});

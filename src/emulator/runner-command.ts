@@ -2,14 +2,13 @@
  * How to start the host runner: the pre-registered `crabbox-runner` image runs the CLI binary
  * itself in its hidden `__runner` mode, so one binary is enough to run the emulator.
  *
- * Compiled or from source? Bun serves a compiled binary's bundled modules from its embedded
- * `/$bunfs/` filesystem, so this module's own path starting with `/$bunfs/` means "we are inside
- * `bun build --compile` output" — independent of how the binary was named, copied or symlinked.
- * From source (`bun src/cli.ts`, `bun test`), `process.execPath` is bun and the runner is
- * `runner/main.ts` next to this tree.
+ * Compiled or from source? `isCompiledBinary` (core/compiled.ts) — independent of how the binary
+ * was named, copied or symlinked. From source (`bun src/cli.ts`, `bun test`), `process.execPath`
+ * is bun and the runner is `runner/main.ts` next to this tree.
  */
 import { realpathSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { isCompiledBinary } from "../core/compiled.ts";
 
 export interface HostRunner {
   argv: string[];
@@ -18,7 +17,7 @@ export interface HostRunner {
 }
 
 export function isCompiled(): boolean {
-  return import.meta.path.startsWith("/$bunfs/") || import.meta.path.startsWith("B:/~BUN/");
+  return isCompiledBinary();
 }
 
 export function hostRunner(): HostRunner {

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync } from "nod
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { isCompiledBinary } from "../core/compiled.ts";
 import { CrabboxError, usageError } from "../core/errors.ts";
 
 /**
@@ -92,7 +93,8 @@ function load(path: string, source: Artifact["source"]): Artifact {
 
 /** `scripts/package-runner.ts` of the checkout this module runs from, when it does (never in the binary). */
 function sourcePackager(): string | undefined {
-  if (typeof Bun === "undefined" || !import.meta.url.startsWith("file:")) return undefined;
+  if (typeof Bun === "undefined" || isCompiledBinary() || !import.meta.url.startsWith("file:"))
+    return undefined;
   const path = fileURLToPath(new URL("../../scripts/package-runner.ts", import.meta.url));
   return path.includes("$bunfs") || !existsSync(path) ? undefined : path;
 }
