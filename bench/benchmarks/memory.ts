@@ -6,9 +6,9 @@ import { atMost, figure, measured, median } from "../lib/measure.ts";
 import type { Benchmark } from "../lib/types.ts";
 
 /**
- * Memory: the peak RSS (kernel rusage) of `crabbox run --sync-only` syncing a 1 GiB checkout into
- * a fresh MicroVM — list, hash, archive, compress and upload all stream, so the peak must not grow
- * with the tree. The tree is one generated 128 MiB corpus copied eight times (generating 1 GiB of
+ * Memory: the peak RSS (measured by GNU time, see lib/process.ts) of `crabbox run --sync-only`
+ * syncing a 1 GiB checkout into a fresh MicroVM — list, hash, archive, compress and upload all
+ * stream, so the peak must not grow with the tree. The tree is one generated 128 MiB corpus copied eight times (generating 1 GiB of
  * seeded text would take most of a minute; copies cost seconds and stress the same paths).
  */
 
@@ -34,7 +34,7 @@ const benchmark: Benchmark = {
     const runs = Math.min(ctx.runs, ctx.quick ? 1 : 2);
     for (let i = 0; i < runs; i++) {
       // A fresh one-shot MicroVM each time, so every sample is a full sync.
-      const r = await world.crabbox(["run", "--sync-only"]);
+      const r = await world.crabbox(["run", "--sync-only"], { peakRss: true });
       rss.push(r.maxRssBytes / MiB);
       ms.push(r.ms);
     }

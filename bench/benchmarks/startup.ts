@@ -19,11 +19,9 @@ const benchmark: Benchmark = {
     const hello = baseline(ctx.repoRoot, "hello");
     const runs = ctx.runs * SAMPLES_PER_RUN;
     const cpu = { subject: [] as number[], baseline: [] as number[] };
-    const rss = { subject: [] as number[], baseline: [] as number[] };
     const sample = async (argv: string[], side: "subject" | "baseline") => {
       const result = await measureProcess(argv);
       cpu[side].push(result.cpuMs);
-      rss[side].push(result.maxRssBytes);
       return result.ms;
     };
     const help = await paired({
@@ -50,8 +48,6 @@ const benchmark: Benchmark = {
           cpuMs: median(cpu.subject),
           baselineCpuMs: median(cpu.baseline),
           cpuRatio: median(cpu.subject) / median(cpu.baseline),
-          maxRssMiB: median(rss.subject) / 2 ** 20,
-          baselineMaxRssMiB: median(rss.baseline) / 2 ** 20,
         },
       }),
       figure({

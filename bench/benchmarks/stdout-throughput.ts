@@ -51,7 +51,6 @@ const benchmark: Benchmark = {
     if (Number(raw.stdout) !== MiB + 7) throw new Error(`curl received ${raw.stdout} bytes`);
 
     const cpu = { subject: [] as number[], baseline: [] as number[] };
-    const rss: number[] = [];
     const rate = (ms: number) => bytes / 1e6 / (ms / 1000);
     const result = await paired({
       runs: Math.min(ctx.runs, 3),
@@ -59,7 +58,6 @@ const benchmark: Benchmark = {
       subject: async () => {
         const r = await crabbox(bytes);
         cpu.subject.push(r.cpuMs);
-        rss.push(r.maxRssBytes);
         return rate(r.ms);
       },
       baseline: async () => {
@@ -80,7 +78,6 @@ const benchmark: Benchmark = {
           bytes,
           cliCpuMs: median(cpu.subject),
           curlCpuMs: median(cpu.baseline),
-          cliMaxRssMiB: median(rss) / MiB,
         },
       }),
     ];
