@@ -1,4 +1,6 @@
 import { spawn } from "node:child_process";
+import { readFileSync, realpathSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { CrabboxError, ExitCode } from "../core/errors.ts";
 
 /**
@@ -125,11 +127,62 @@ function gitMissing(error: unknown): CrabboxError {
   });
 }
 
+/** Variables that change where git looks for the repository: with any of them set, git decides. */
+const DISCOVERY_ENV = [
+  "GIT_DIR",
+  "GIT_WORK_TREE",
+  "GIT_CEILING_DIRECTORIES",
+  "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+];
+
+/**
+ * The work-tree top as git finds it in the ordinary case, without starting git: the nearest
+ * directory (of the real path) holding a `.git` directory with a `HEAD`, or a `.git` file that
+ * points elsewhere (`gitdir:`, worktrees and submodules), on the same filesystem as `cwd`.
+ * Undefined whenever git's answer could differ (a discovery variable is set, a `.git` that is not a
+ * repository, a mount boundary on the way): then git is asked. Every run starts here, and a git
+ * process costs ~10 ms.
+ */
+export function workTreeOnDisk(
+  cwd: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): string | undefined {
+  if (DISCOVERY_ENV.some((name) => env[name] !== undefined)) return undefined;
+  let dir: string;
+  let device: number;
+  try {
+    dir = realpathSync(cwd);
+    device = statSync(dir).dev;
+  } catch {
+    return undefined;
+  }
+  for (;;) {
+    const dotGit = join(dir, ".git");
+    const info = statSync(dotGit, { throwIfNoEntry: false });
+    if (info?.isDirectory())
+      return statSync(join(dotGit, "HEAD"), { throwIfNoEntry: false })?.isFile() ? dir : undefined;
+    if (info?.isFile()) {
+      try {
+        return readFileSync(dotGit, "utf8").startsWith("gitdir:") ? dir : undefined;
+      } catch {
+        return undefined;
+      }
+    }
+    if (info) return undefined;
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
+    if (statSync(parent, { throwIfNoEntry: false })?.dev !== device) return undefined;
+    dir = parent;
+  }
+}
+
 /** The top of the work tree containing `cwd`; exit 6 with a hint when there is none. */
 export async function findRepoRoot(
   cwd: string,
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): Promise<string> {
+  const onDisk = workTreeOnDisk(cwd, env);
+  if (onDisk !== undefined) return onDisk;
   const result = await runGit(["rev-parse", "--show-toplevel"], cwd, env);
   const root = result.stdout.toString("utf8").replace(/\n$/, "");
   if (result.code === 0 && root !== "") return root;

@@ -96,6 +96,11 @@ async function listGitPaths(
   if (result.code !== 0) {
     throw new CrabboxError(`git ls-files failed: ${result.stderr || `exit ${result.code}`}`, {
       exitCode: ExitCode.sync,
+      // The root may have been found on disk without git (findRepoRoot): git's ownership check
+      // then speaks here first.
+      hint: result.stderr.includes("safe.directory")
+        ? "mark the checkout as safe: git config --global --add safe.directory <path>"
+        : undefined,
     });
   }
   const paths: GitListing["paths"] = [];
