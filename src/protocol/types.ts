@@ -110,13 +110,7 @@ export const MAX_EVENT_LINE_BYTES = 1024 * 1024;
 export const MAX_OUTPUT_CHUNK_BYTES = 64 * 1024;
 export const HEARTBEAT_INTERVAL_MS = 10_000;
 export const DEFAULT_DETACH_GRACE_SECONDS = 60;
-/**
- * Events an exec keeps for reattaching clients, and how far the runner reads ahead of an attached
- * one. It covers what is in flight when a stream drops (socket buffers: ~0.4 MB at AWS's 4 MB/s
- * and 100 ms). Measured (npm run bench): 8 MiB cost the runner 1.7 s CPU and 46k page faults per
- * 256 MiB of output against 1.0 s and 21k at 2 MiB — a working set that outgrows the caches.
- */
-export const EVENT_BUFFER_BYTES = 2 * 1024 * 1024;
+export const EVENT_BUFFER_BYTES = 8 * 1024 * 1024;
 
 /** The final event of every exec stream. */
 export type ExecExitEvent = Extract<ExecEvent, { type: "exit" }>;
