@@ -51,22 +51,52 @@ function compareBytes(left: Uint8Array, right: Uint8Array): number {
   return left.length - right.length;
 }
 
+/** Mode text by permission bits, so 10⁵ lines do not each format an octal number. */
+const MODE_TEXT = Array.from({ length: 0o1000 }, (_, mode) => mode.toString(8).padStart(3, "0"));
+
 /** One manifest line, without hashing: useful for diagnostics and tests. */
 export function fingerprintLine(entry: ManifestEntry): string {
   const kind = entry.type === "symlink" ? "l" : "f";
-  return `${entry.path}\0${kind}\0${modeOctal(entryMode(entry))}\0${entry.size}\0${entry.sha256}\n`;
+  return `${entry.path}\0${kind}\0${MODE_TEXT[entryMode(entry)]}\0${entry.size}\0${entry.sha256}\n`;
 }
+
+/** A UTF-16 surrogate: the one case where string order and UTF-8 byte order can disagree. */
+const SURROGATE = /[\ud800-\udfff]/;
 
 /** Lowercase hex sha256 of the manifest. Duplicate paths are a caller bug and are rejected. */
 export function fingerprint(entries: readonly ManifestEntry[]): string {
+  // Manifests almost always arrive sorted (both sides keep them that way): one string comparison
+  // per entry proves it (strictly increasing: no duplicates either), and the surrogate test runs
+  // once per batch of lines rather than once per path.
+  for (let i = 1; i < entries.length; i++) {
+    if (!((entries[i - 1] as ManifestEntry).path < (entries[i] as ManifestEntry).path)) {
+      return hashLines(sortEntries(entries));
+    }
+  }
+  const hash = createHash("sha256");
+  let batch = "";
+  for (let i = 0; i < entries.length; i++) {
+    batch += fingerprintLine(entries[i] as ManifestEntry);
+    if (batch.length >= 64 * 1024 || i === entries.length - 1) {
+      // A surrogate means string order may not be byte order: take the exact, encoding sort.
+      if (SURROGATE.test(batch)) return hashLines(sortEntries(entries));
+      hash.update(batch);
+      batch = "";
+    }
+  }
+  return hash.digest("hex");
+}
+
+/** The fingerprint of entries in byte order; a duplicate path is a caller bug. */
+function hashLines(entries: readonly ManifestEntry[]): string {
   const hash = createHash("sha256");
   let previous: string | undefined;
-  // Lines are hashed in batches: one update per line dominated large manifests (10⁵ entries).
   let batch = "";
-  for (const entry of inByteOrder(entries)) {
+  for (const entry of entries) {
     if (entry.path === previous) throw new Error(`manifest lists ${JSON.stringify(entry.path)} twice`);
     previous = entry.path;
     batch += fingerprintLine(entry);
+    // Lines are hashed in batches: one update per line dominated large manifests (10⁵ entries).
     if (batch.length >= 64 * 1024) {
       hash.update(batch);
       batch = "";
@@ -74,20 +104,6 @@ export function fingerprint(entries: readonly ManifestEntry[]): string {
   }
   hash.update(batch);
   return hash.digest("hex");
-}
-
-/**
- * The entries sorted by path bytes. Manifests almost always arrive sorted already (both sides keep
- * them that way), so a cheap check without encoding comes first; a path with a surrogate (above
- * U+FFFF, or a lone one) takes the exact, encoding sort.
- */
-function inByteOrder(entries: readonly ManifestEntry[]): readonly ManifestEntry[] {
-  for (let i = 0; i < entries.length; i++) {
-    const path = (entries[i] as ManifestEntry).path;
-    if (/[\ud800-\udfff]/.test(path)) return sortEntries(entries);
-    if (i > 0 && !((entries[i - 1] as ManifestEntry).path < path)) return sortEntries(entries);
-  }
-  return entries;
 }
 
 /** sha256 hex of bytes or a string (UTF-8): the content hash of files and of symlink targets. */

@@ -1,8 +1,16 @@
-import { lstatSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { lstatSync, readFileSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { CrabboxError, ExitCode } from "../core/errors.ts";
+import { commit, version } from "../core/version.ts";
 import { relativePathProblem } from "../protocol/paths.ts";
-import { CRABBOXIGNORE, compileExcludes, type ExcludeReason, parseCrabboxIgnore } from "./excludes.ts";
+import {
+  BUILTIN_EXCLUDES,
+  CRABBOXIGNORE,
+  compileExcludes,
+  type ExcludeReason,
+  parseCrabboxIgnore,
+} from "./excludes.ts";
 import { findRepoRoot, runGit } from "./git.ts";
 import { comparePathBytes } from "./paths.ts";
 
@@ -49,6 +57,8 @@ export interface LocalManifest {
   protectedTracked: { path: string; pattern: string }[];
   /** Human warning lines (without a `warning:` prefix) the caller prints on stderr. */
   warnings: string[];
+  /** A new listing memo to save for the next run; undefined when the given one was reused. */
+  memo?: unknown;
 }
 
 export interface ManifestOptions {
@@ -61,6 +71,12 @@ export interface ManifestOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** The repository root when the caller already asked git for it (saves a second `git rev-parse`). */
   root?: string;
+  /** git's listing, started earlier with `startGitListing` (so other work could overlap it). */
+  listing?: Promise<GitListing>;
+  /** lstat results taken while git listed (see snapshot.ts `statAhead`), by path. */
+  prestat?: ReadonlyMap<string, Stats>;
+  /** What the last run made of its listing: reused when git's output and the rules are the same. */
+  memo?: unknown;
 }
 
 export const EXAMPLE_LIMIT = 5;
@@ -74,10 +90,31 @@ interface IndexInfo {
   skipWorktree: boolean;
 }
 
-interface GitListing {
+/** git's output, as it came: parsed only when the listing memo cannot answer for it. */
+export interface GitListing {
+  stdout: Buffer;
+  /** sha256 of `stdout`: the same listing gives the same candidates under the same rules. */
+  digest: string;
+}
+
+interface ParsedListing {
   /** Every listed path, tracked and untracked; names that are not UTF-8 as `path: null`. */
   paths: { path: string | null; raw: string }[];
   index: Map<string, IndexInfo>;
+}
+
+/**
+ * Starts git listing the checkout. Most of a manifest's time is git walking the tree for untracked
+ * files, in its own process: the caller can do other work meanwhile, then pass the promise to
+ * `readLocalManifest`. (Its rejection is the manifest's error, reported when it is awaited.)
+ */
+export function startGitListing(
+  root: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<GitListing> {
+  const listing = listGitPaths(root, env);
+  listing.catch(() => {});
+  return listing;
 }
 
 /**
@@ -103,9 +140,13 @@ async function listGitPaths(
         : undefined,
     });
   }
-  const paths: GitListing["paths"] = [];
+  return { stdout: result.stdout, digest: createHash("sha256").update(result.stdout).digest("hex") };
+}
+
+function parseListing(stdout: Buffer): ParsedListing {
+  const paths: ParsedListing["paths"] = [];
   const index = new Map<string, IndexInfo>();
-  for (const record of splitRecords(result.stdout)) {
+  for (const record of splitRecords(stdout)) {
     if (record.text === "") continue;
     if (record.text.startsWith("? ")) {
       paths.push(
@@ -194,34 +235,67 @@ function checkIndexEntry(path: string, info: IndexInfo): void {
 }
 
 /**
- * Reads the sync candidate: `git ls-files --cached --others --exclude-standard` at the repository
- * root, minus submodules, unsafe names, excluded or not-included paths, files deleted from the work
- * tree, directories and special files. Fails (exit 6) outside a git checkout, on a path whose index
- * stages mix a file and a submodule, and on a tracked file hidden by sparse checkout/skip-worktree
- * that is missing on disk (syncing would silently delete it remotely).
+ * The rules' verdict on one git listing: the paths that may sync (before anything is stat'ed), with
+ * what the rules left out. A pure function of git's output and the rules, so a rerun whose listing
+ * and rules are unchanged reuses it (`ListingMemo`) instead of deciding 10⁵ paths again.
  */
-export async function readLocalManifest(options: ManifestOptions): Promise<LocalManifest> {
-  const env = options.env ?? process.env;
-  const root = options.root ?? (await findRepoRoot(options.cwd, env));
-  const listing = await listGitPaths(root, env);
-  const matcher = compileExcludes({
-    configExcludes: options.excludes ?? [],
-    crabboxIgnore: readCrabboxIgnore(root),
-    includes: options.includes ?? [],
-  });
+interface Candidates {
+  paths: string[];
+  /** Per path: bit 1 tracked, bit 2 hidden by skip-worktree. */
+  flags: ArrayLike<number>;
+  /** Tracked paths shielded from an ambiguous built-in exclude: index into `paths` → pattern. */
+  shielded: [number, string][];
+  excluded: ExclusionSummary;
+  submodules: string[];
+}
 
-  const excluded: ExclusionSummary = { counts: {}, examples: {} };
-  const exclude = (reason: ExcludeReason, path: string) => {
-    excluded.counts[reason] = (excluded.counts[reason] ?? 0) + 1;
-    const examples = excluded.examples[reason] ?? [];
-    if (examples.length < EXAMPLE_LIMIT) examples.push(path);
-    excluded.examples[reason] = examples;
+const TRACKED = 1;
+const SKIP_WORKTREE = 2;
+
+/** `Candidates` as saved with the hash cache, under the key of the listing and rules it came from. */
+interface ListingMemo extends Candidates {
+  key: string;
+}
+
+/** The memo when it is well formed and made from this very listing under these very rules. */
+function memoFor(memo: unknown, key: string): Candidates | undefined {
+  const m = memo as Partial<ListingMemo> | null;
+  if (
+    m?.key !== key ||
+    !Array.isArray(m.paths) ||
+    !(Array.isArray(m.flags) || m.flags instanceof Uint8Array) ||
+    m.flags.length !== m.paths.length ||
+    !Array.isArray(m.shielded) ||
+    !Array.isArray(m.submodules) ||
+    typeof m.excluded?.counts !== "object" ||
+    typeof m.excluded.examples !== "object"
+  ) {
+    return undefined;
+  }
+  // The summary is added to by the stat stage: never let that reach the memo object.
+  return { ...(m as ListingMemo), excluded: JSON.parse(JSON.stringify(m.excluded)) as ExclusionSummary };
+}
+
+/** What a listing's candidates depend on besides git's output: the rules and this crabbox. */
+function rulesKey(digest: string, rules: Parameters<typeof compileExcludes>[0]): string {
+  return createHash("sha256")
+    .update(JSON.stringify([MEMO_VERSION, version, commit, digest, BUILTIN_EXCLUDES, rules]))
+    .digest("hex");
+}
+
+const MEMO_VERSION = 1;
+
+function candidatesOf(listing: ParsedListing, matcher: ReturnType<typeof compileExcludes>): Candidates {
+  const flags: number[] = [];
+  const out: Candidates = {
+    paths: [],
+    flags,
+    shielded: [],
+    excluded: { counts: {}, examples: {} },
+    submodules: [],
   };
-  const files: LocalFile[] = [];
-  const submodules: string[] = [];
-  const protectedTracked: LocalManifest["protectedTracked"] = [];
+  const exclude = (reason: ExcludeReason, path: string) => excludeInto(out.excluded, reason, path);
   const seen = new Set<string>();
-
   for (const { path, raw } of listing.paths) {
     if (path === null) {
       exclude("unsafe", raw);
@@ -233,7 +307,7 @@ export async function readLocalManifest(options: ManifestOptions): Promise<Local
     if (info) {
       checkIndexEntry(path, info);
       if (info.modes.includes(GITLINK_MODE)) {
-        submodules.push(path);
+        out.submodules.push(path);
         exclude("submodule", path);
         continue;
       }
@@ -254,9 +328,60 @@ export async function readLocalManifest(options: ManifestOptions): Promise<Local
       exclude(decision.reason, path);
       continue;
     }
-    let stat: ReturnType<typeof lstatSync>;
+    if (decision.protectedFrom !== undefined) out.shielded.push([out.paths.length, decision.protectedFrom]);
+    out.paths.push(path);
+    flags.push((info ? TRACKED : 0) | (info?.skipWorktree ? SKIP_WORKTREE : 0));
+  }
+  return out;
+}
+
+function excludeInto(excluded: ExclusionSummary, reason: ExcludeReason, path: string): void {
+  excluded.counts[reason] = (excluded.counts[reason] ?? 0) + 1;
+  const examples = excluded.examples[reason] ?? [];
+  if (examples.length < EXAMPLE_LIMIT) examples.push(path);
+  excluded.examples[reason] = examples;
+}
+
+/**
+ * Reads the sync candidate: `git ls-files --cached --others --exclude-standard` at the repository
+ * root, minus submodules, unsafe names, excluded or not-included paths, files deleted from the work
+ * tree, directories and special files. Fails (exit 6) outside a git checkout, on a path whose index
+ * stages mix a file and a submodule, and on a tracked file hidden by sparse checkout/skip-worktree
+ * that is missing on disk (syncing would silently delete it remotely).
+ */
+export async function readLocalManifest(options: ManifestOptions): Promise<LocalManifest> {
+  const env = options.env ?? process.env;
+  const root = options.root ?? (await findRepoRoot(options.cwd, env));
+  const listing = await (options.listing ?? listGitPaths(root, env));
+  const rules = {
+    configExcludes: options.excludes ?? [],
+    crabboxIgnore: readCrabboxIgnore(root),
+    includes: options.includes ?? [],
+  };
+  const key = rulesKey(listing.digest, rules);
+  let candidates = memoFor(options.memo, key);
+  let memo: ListingMemo | undefined;
+  if (!candidates) {
+    candidates = candidatesOf(parseListing(listing.stdout), compileExcludes(rules));
+    memo = {
+      key,
+      ...candidates,
+      submodules: [...candidates.submodules],
+      excluded: JSON.parse(JSON.stringify(candidates.excluded)) as ExclusionSummary,
+    };
+  }
+
+  const { excluded } = candidates;
+  const submodules = [...candidates.submodules];
+  const shielded = new Map(candidates.shielded);
+  const files: LocalFile[] = [];
+  const protectedTracked: LocalManifest["protectedTracked"] = [];
+  for (let i = 0; i < candidates.paths.length; i++) {
+    const path = candidates.paths[i] as string;
+    const flags = candidates.flags[i] as number;
+    let stat: Stats | undefined;
     try {
-      stat = lstatSync(`${root}/${path}`);
+      stat = options.prestat?.get(path) ?? lstatSync(`${root}/${path}`);
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code !== "ENOENT" && code !== "ENOTDIR") {
@@ -264,7 +389,7 @@ export async function readLocalManifest(options: ManifestOptions): Promise<Local
           exitCode: ExitCode.sync,
         });
       }
-      if (info?.skipWorktree) {
+      if (flags & SKIP_WORKTREE) {
         throw new CrabboxError(
           `tracked path "${path}" is hidden by sparse checkout or skip-worktree state but remains in sync manifest scope`,
           {
@@ -273,21 +398,21 @@ export async function readLocalManifest(options: ManifestOptions): Promise<Local
           },
         );
       }
-      exclude("missing", path);
+      excludeInto(excluded, "missing", path);
       continue;
     }
     if (stat === undefined) continue;
     if (stat.isDirectory()) {
-      exclude("directory", path);
+      excludeInto(excluded, "directory", path);
       continue;
     }
     const symlink = stat.isSymbolicLink();
     if (!symlink && !stat.isFile()) {
-      exclude("special", path);
+      excludeInto(excluded, "special", path);
       continue;
     }
-    if (decision.protectedFrom !== undefined)
-      protectedTracked.push({ path, pattern: decision.protectedFrom });
+    const pattern = shielded.get(i);
+    if (pattern !== undefined) protectedTracked.push({ path, pattern });
     files.push({
       path,
       type: symlink ? "symlink" : "file",
@@ -297,7 +422,7 @@ export async function readLocalManifest(options: ManifestOptions): Promise<Local
       ctimeMs: stat.ctimeMs,
       ino: stat.ino,
       dev: stat.dev,
-      tracked: info !== undefined,
+      tracked: (flags & TRACKED) !== 0,
     });
   }
 
@@ -316,5 +441,5 @@ export async function readLocalManifest(options: ManifestOptions): Promise<Local
     );
   }
   const bytes = files.reduce((sum, file) => sum + file.size, 0);
-  return { root, files, bytes, excluded, submodules, protectedTracked, warnings };
+  return { root, files, bytes, excluded, submodules, protectedTracked, warnings, memo };
 }

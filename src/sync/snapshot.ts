@@ -1,10 +1,12 @@
+import { lstatSync, type Stats } from "node:fs";
+import { setImmediate } from "node:timers";
 import type { ResolvedConfig } from "../config/resolve.ts";
 import type { ManifestEntry } from "../protocol/types.ts";
 import { findRepoRoot } from "./git.ts";
 import { checkSyncSize, type GuardReport, type SyncLimits } from "./guard.ts";
 import { type HashCache, type HashStats, hashLocalFiles } from "./hash.ts";
 import { hashCacheFile, loadHashCache } from "./hash-cache.ts";
-import { type LocalManifest, readLocalManifest } from "./manifest.ts";
+import { type GitListing, type LocalManifest, readLocalManifest, startGitListing } from "./manifest.ts";
 
 /**
  * The local side of a sync in one call, in the order that keeps failures cheap: list (git), guard
@@ -22,6 +24,12 @@ export interface SnapshotOptions {
   now?: () => number;
   /** The repository root, when already known. */
   root?: string;
+  /** git's listing, already started (manifest.ts `startGitListing`); needs `root`. */
+  listing?: Promise<GitListing>;
+  /** lstat results taken ahead, by path. */
+  prestat?: ReadonlyMap<string, Stats>;
+  /** The listing memo saved by the last run (manifest.ts). */
+  memo?: unknown;
 }
 
 export interface LocalSnapshot {
@@ -44,6 +52,9 @@ export async function snapshotCheckout(options: SnapshotOptions): Promise<LocalS
     excludes: options.excludes,
     includes: options.includes,
     root: options.root,
+    listing: options.listing,
+    prestat: options.prestat,
+    memo: options.memo,
   });
   const guard = checkSyncSize(manifest.files, options.limits);
   const listed = clock();
@@ -86,10 +97,13 @@ export async function snapshotWithCache(options: CheckoutSnapshotOptions): Promi
   const env = options.env ?? process.env;
   const started = performance.now();
   const root = await findRepoRoot(options.cwd, env);
-  const found = performance.now();
+  // git walks the tree in its own process; meanwhile this one loads the cache and stats the files
+  // the last run synced — on a rerun nearly all of them, so the manifest needs few lstats of its own.
+  const listing = startGitListing(root, env);
   const cache = await loadHashCache(hashCacheFile(options.stateDir, root), root);
-  const loaded = performance.now();
+  const prestat = await statAhead(root, cache.storedPaths);
   const { sync } = options;
+  const ahead = performance.now();
   const snap = await snapshotCheckout({
     cwd: options.cwd,
     env: options.env,
@@ -104,11 +118,31 @@ export async function snapshotWithCache(options: CheckoutSnapshotOptions): Promi
     },
     cache,
     root,
+    listing,
+    prestat,
+    memo: cache.listing,
   });
+  if (snap.manifest.memo !== undefined) cache.setListing(snap.manifest.memo);
   cache.retain(snap.entries.map((entry) => entry.path));
   await cache.save().catch((error: unknown) => options.onCacheError?.(error));
-  // The phases a user waits for: finding the repository is listing, the cache is hashing.
-  snap.timings.manifestMs += found - started;
-  snap.timings.hashMs += loaded - found;
+  // Loading the cache and the stats ahead overlapped git's listing: they are part of the manifest phase.
+  snap.timings.manifestMs += ahead - started;
   return snap;
+}
+
+/** lstat of each path that still exists; errors are left for the manifest's own lstat to report. */
+async function statAhead(root: string, paths: readonly string[]): Promise<Map<string, Stats>> {
+  const stats = new Map<string, Stats>();
+  for (let i = 0; i < paths.length; i++) {
+    // Let git's output drain now and then: a full pipe would stall its walk.
+    if (i % 1024 === 1023) await new Promise((resolve) => setImmediate(resolve));
+    const path = paths[i] as string;
+    try {
+      const stat = lstatSync(`${root}/${path}`, { throwIfNoEntry: false });
+      if (stat) stats.set(path, stat);
+    } catch {
+      // Not a file any more (ENOTDIR, EACCES, …): the manifest stats it again and says why.
+    }
+  }
+  return stats;
 }

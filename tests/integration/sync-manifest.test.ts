@@ -207,4 +207,43 @@ describe("readLocalManifest on real repositories", () => {
       "sync candidate too large: 2 files >= limit 2; use --force-sync-large or CRABBOX_SYNC_ALLOW_LARGE=1",
     );
   });
+  test("a rerun reuses the listing memo only while git's listing and the rules are unchanged", async () => {
+    const { root, env, git } = makeRepo();
+    write(root, "a.ts", "a\n");
+    write(root, "dist/vendored.js", "v\n");
+    write(root, "skip/me.txt", "s\n");
+    write(root, ".crabboxignore", "# nothing yet\n");
+    git("add", "-A");
+    git("commit", "-qm", "init");
+    write(root, "dist/untracked.js", "u\n");
+    const paths = (m: { files: { path: string }[] }) => m.files.map((f) => f.path);
+
+    const first = await readLocalManifest({ cwd: root, env });
+    expect(first.memo).toBeDefined();
+    const again = await readLocalManifest({ cwd: root, env, memo: first.memo });
+    expect(again.memo).toBeUndefined();
+    expect({ ...again, memo: undefined }).toEqual({ ...first, memo: undefined });
+
+    // A deleted tracked file is still in git's listing: the memo answers, the stat says missing.
+    rmSync(join(root, "a.ts"));
+    const deleted = await readLocalManifest({ cwd: root, env, memo: first.memo });
+    expect(deleted.memo).toBeUndefined();
+    expect(paths(deleted)).toEqual([".crabboxignore", "dist/vendored.js", "skip/me.txt"]);
+    expect(deleted.excluded.counts).toMatchObject({ builtin: 1, missing: 1 });
+    expect(deleted.protectedTracked).toEqual([{ path: "dist/vendored.js", pattern: "dist" }]);
+
+    // Other rules under the same listing (an edited, tracked .crabboxignore; sync.exclude), or
+    // another listing (a new file): decided afresh.
+    write(root, ".crabboxignore", "skip\n");
+    const ignored = await readLocalManifest({ cwd: root, env, memo: first.memo });
+    expect(ignored.memo).toBeDefined();
+    expect(paths(ignored)).not.toContain("skip/me.txt");
+    const configured = await readLocalManifest({ cwd: root, env, memo: ignored.memo, excludes: ["dist"] });
+    expect(configured.memo).toBeDefined();
+    expect(paths(configured)).not.toContain("dist/vendored.js");
+    write(root, "new.ts", "n\n");
+    const added = await readLocalManifest({ cwd: root, env, memo: ignored.memo });
+    expect(added.memo).toBeDefined();
+    expect(paths(added)).toContain("new.ts");
+  });
 });

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sha256Hex } from "../../../src/protocol/fingerprint.ts";
@@ -73,22 +73,47 @@ describe("persistent hash cache", () => {
 
   test("a corrupt, foreign or tampered file is rebuilt, never trusted", async () => {
     const dir = tempDir();
-    const file = join(dir, "sync-cache", "c.json");
-    mkdirSync(join(dir, "sync-cache"));
+    const file = join(dir, "c.cache");
+    const made = await loadHashCache(file, "/r");
+    made.set("x", key(), SHA, 9_000);
+    made.set("y/z", key(), SHA, 9_000);
+    made.setListing({ key: "k", paths: ["x", "y/z"], flags: [1, 3], note: "kept" });
+    await made.save();
+    const good = readFileSync(file);
+    const reloaded = await loadHashCache(file, "/r");
+    expect(reloaded.size).toBe(2);
+    expect(reloaded.get("y/z", key())).toBe(SHA);
+    const listing = reloaded.listing as { flags: Uint8Array };
+    expect({ ...listing, flags: Array.from(listing.flags) }).toEqual({
+      key: "k",
+      paths: ["x", "y/z"],
+      flags: [1, 3],
+      note: "kept",
+    });
+    expect(await loadHashCache(file, "/other").then((c) => c.size)).toBe(0);
+
+    const text = good.toString("latin1");
+    const shaAt = text.indexOf(SHA);
+    const damaged = (at: number, byte: string) => {
+      const copy = Buffer.from(good);
+      copy.write(byte, at, "latin1");
+      return copy;
+    };
     for (const content of [
-      "{torn",
-      JSON.stringify({ version: 2, root: "/r", entries: { x: [5, 1000, 1000, 7, 420, SHA, 9000] } }),
-      JSON.stringify({ version: 1, root: "/other", entries: { x: [5, 1000, 1000, 7, 420, SHA, 9000] } }),
-      JSON.stringify({
-        version: 1,
-        root: "/r",
-        entries: { x: [5, 1000, 1000, 7, 420, SHA, 9000], y: [1, "x"] },
-      }),
-      JSON.stringify({ version: 1, root: "/r", entries: { x: [5, 1000, 1000, 7, 420, "not-a-hash", 9000] } }),
+      Buffer.from("{torn"),
+      Buffer.from(
+        JSON.stringify({ version: 1, root: "/r", entries: { x: [5, 1000, 1000, 7, 420, SHA, 9000] } }),
+      ),
+      good.subarray(0, good.length - 1),
+      Buffer.concat([good, Buffer.from("x")]),
+      damaged(0, "X"),
+      damaged(shaAt + 3, "g"),
+      damaged(text.indexOf('"count":2'), '"count":3'),
     ]) {
       writeFileSync(file, content);
       const cache = await loadHashCache(file, "/r");
       expect(cache.size).toBe(0);
+      expect(cache.listing).toBeUndefined();
     }
   });
 
@@ -105,6 +130,19 @@ describe("persistent hash cache", () => {
     writeFileSync(file, "sentinel");
     await reloaded.save();
     expect(readFileSync(file, "utf8")).toBe("sentinel");
+  });
+
+  test("carries the listing memo across saves, and a changed memo alone is saved", async () => {
+    const file = join(tempDir(), "c.json");
+    const cache = await loadHashCache(file, "/r");
+    expect(cache.listing).toBeUndefined();
+    cache.setListing({ key: "k1" });
+    await cache.save();
+    const reloaded = await loadHashCache(file, "/r");
+    expect(reloaded.listing).toEqual({ key: "k1" });
+    reloaded.set("a", key(), SHA, 9_000);
+    await reloaded.save();
+    expect((await loadHashCache(file, "/r")).listing).toEqual({ key: "k1" });
   });
 
   test("with hashLocalFiles: a rerun reads only what changed", async () => {
