@@ -332,7 +332,32 @@ function candidatesOf(listing: ParsedListing, matcher: ReturnType<typeof compile
     out.paths.push(path);
     flags.push((info ? TRACKED : 0) | (info?.skipWorktree ? SKIP_WORKTREE : 0));
   }
-  return out;
+  return inPathOrder(out);
+}
+
+/** The candidates sorted by path bytes, so the files stat'ed from them come out in manifest order. */
+function inPathOrder(candidates: Candidates): Candidates {
+  const { paths, flags } = candidates;
+  const order = paths
+    .map((_, i) => i)
+    .sort((a, b) => comparePathBytes(paths[a] as string, paths[b] as string));
+  const position = new Array<number>(order.length);
+  order.forEach((from, to) => {
+    position[from] = to;
+  });
+  return {
+    ...candidates,
+    paths: order.map((i) => paths[i] as string),
+    flags: order.map((i) => flags[i] as number),
+    shielded: candidates.shielded.map(([i, pattern]) => [position[i] as number, pattern]),
+  };
+}
+
+function sortedByPath(files: readonly LocalFile[]): boolean {
+  for (let i = 1; i < files.length; i++) {
+    if (comparePathBytes((files[i - 1] as LocalFile).path, (files[i] as LocalFile).path) > 0) return false;
+  }
+  return true;
 }
 
 function excludeInto(excluded: ExclusionSummary, reason: ExcludeReason, path: string): void {
@@ -426,7 +451,8 @@ export async function readLocalManifest(options: ManifestOptions): Promise<Local
     });
   }
 
-  files.sort((a, b) => comparePathBytes(a.path, b.path));
+  // Candidates are kept in path order; a memo from an older file might not be.
+  if (!sortedByPath(files)) files.sort((a, b) => comparePathBytes(a.path, b.path));
   submodules.sort(comparePathBytes);
   protectedTracked.sort((a, b) => comparePathBytes(a.path, b.path));
   const warnings: string[] = [];

@@ -62,12 +62,16 @@ export async function snapshotCheckout(options: SnapshotOptions): Promise<LocalS
     cache: options.cache,
     now: options.now,
   });
-  const mtimes = new Map(manifest.files.map((file) => [file.path, file.mtimeMs]));
+  let mtimes: Map<string, number> | undefined;
   return {
     manifest,
     guard,
     entries,
-    mtimes,
+    // Only an upload reads them: an unchanged rerun never builds the map.
+    get mtimes() {
+      mtimes ??= new Map(manifest.files.map((file) => [file.path, file.mtimeMs]));
+      return mtimes;
+    },
     hash: stats,
     timings: { manifestMs: listed - started, hashMs: clock() - listed },
   };
