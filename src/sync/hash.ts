@@ -141,7 +141,8 @@ export async function hashLocalFiles(
   const pending: number[] = [];
   for (let i = 0; i < files.length; i++) {
     const file = files[i] as LocalFile;
-    const cached = file.type === "file" ? cache?.get(file.path, statKeyOf(file)) : undefined;
+    // A LocalFile is a StatKey: no per-file key object on the path every run takes.
+    const cached = file.type === "file" ? cache?.get(file.path, file) : undefined;
     if (cached !== undefined && file.type === "file") {
       entries[i] = { path: file.path, type: "file", mode: file.mode, size: file.size, sha256: cached };
       stats.cached++;
