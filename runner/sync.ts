@@ -4,7 +4,16 @@
  * writes are applied in that order; the manifest is saved last and always describes the disk, even
  * after a refused or interrupted apply.
  */
-import { closeSync, fchmodSync, lstatSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fchmodSync,
+  fstatSync,
+  lstatSync,
+  openSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { lstat, open, readlink, rename, rm, symlink, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { normalizeMode } from "../src/protocol/fingerprint.ts";
@@ -240,7 +249,7 @@ class Apply {
   ) {}
 
   async run(body: ReadableStream<Uint8Array>): Promise<void> {
-    for await (const { header, body: content } of readTar(body)) {
+    for await (const { header, body: content, bytes } of readTar(body)) {
       if (this.meta === undefined) {
         if (header.path !== SYNC_META_NAME || header.type !== "file") {
           throw badRequest(`the first member of a sync archive must be ${SYNC_META_NAME}`);
@@ -255,12 +264,8 @@ class Apply {
       switch (header.type) {
         case "file":
           if (header.size <= SMALL_FILE_BYTES) {
-            await this.clearFor(header.path);
-            this.writeSmallFile(
-              header.path,
-              normalizeMode(header.mode),
-              await readBody(content, header.size),
-            );
+            const existing = await this.clearFor(header.path);
+            this.writeSmallFile(header.path, normalizeMode(header.mode), await bytes(), existing);
           } else {
             await this.writeFile(header.path, normalizeMode(header.mode), content);
           }
@@ -336,8 +341,11 @@ class Apply {
     this.knownDirs.clear();
   }
 
-  /** Makes room for a synced entry at `path`: its parents become real dirs, a dir in its place goes. */
-  private async clearFor(path: string): Promise<void> {
+  /**
+   * Makes room for a synced entry at `path`: its parents become real dirs, a dir in its place goes.
+   * Returns whether a file or symlink still stands at `path` (to be replaced by a rename).
+   */
+  private async clearFor(path: string): Promise<boolean> {
     await prepareParents(this.hostWorkdir, path, {
       create: true,
       known: this.knownDirs,
@@ -346,8 +354,9 @@ class Apply {
       },
     });
     const host = join(this.hostWorkdir, path);
-    const stats = await lstat(host).catch(() => undefined);
-    if (!stats) return;
+    // Synchronous: on a first sync this is one cheap ENOENT per file, not worth a thread-pool hop.
+    const stats = lstatSync(host, { throwIfNoEntry: false });
+    if (!stats) return false;
     if (stats.isDirectory()) {
       for await (const entry of walk(host)) {
         if (entry.kind !== "directory" && !this.manifest.has(`${path}/${entry.path}`)) this.removedUnsynced++;
@@ -355,9 +364,10 @@ class Apply {
       this.forget(path);
       await rm(host, { recursive: true, force: true });
       this.knownDirs.clear();
-    } else if (!this.manifest.has(path)) {
-      this.removedUnsynced++;
+      return false;
     }
+    if (!this.manifest.has(path)) this.removedUnsynced++;
+    return true;
   }
 
   private tempName(path: string): string {
@@ -414,11 +424,17 @@ class Apply {
   /**
    * A small file in one go, with synchronous calls: a checkout is mostly small files, and a
    * thread-pool round trip for each of open, write, chmod, close, rename and lstat made a
-   * 3,000-file first sync slower than the upload. Same steps and guarantees as writeFile.
+   * 3,000-file first sync slower than the upload. Same guarantees as writeFile.
+   *
+   * When nothing stands at `path` (every file of a first sync) the file is created in place with
+   * O_EXCL, which no planted file or symlink survives (it fails, and the temp-and-rename path
+   * runs instead): no temp name, no rename, and its stat comes from the open descriptor. A
+   * failed write removes what it created, so an interrupted apply leaves no partial file behind.
    */
-  private writeSmallFile(path: string, mode: number, content: Uint8Array): void {
-    const temp = this.tempName(path);
+  private writeSmallFile(path: string, mode: number, content: Uint8Array, existing: boolean): void {
     const host = join(this.hostWorkdir, path);
+    if (!existing && this.createSmallFile(path, host, mode, content)) return;
+    const temp = this.tempName(path);
     let renamed = false;
     try {
       // O_EXCL | O_NOFOLLOW: the temp name is fresh and never a link someone planted.
@@ -445,6 +461,40 @@ class Apply {
     } finally {
       if (!renamed) rmSync(temp, { force: true });
     }
+  }
+
+  /** writeSmallFile's in-place create; false when something appeared at `path` meanwhile. */
+  private createSmallFile(path: string, host: string, mode: number, content: Uint8Array): boolean {
+    let fd: number;
+    try {
+      // O_CREAT | O_EXCL: fails on anything already there, a dangling symlink included.
+      fd = openSync(host, "wx", 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw error;
+    }
+    let done = false;
+    try {
+      let offset = 0;
+      while (offset < content.length) offset += writeSync(fd, content, offset, content.length - offset);
+      // Explicit chmod, never through the umask: the fingerprint includes the mode.
+      fchmodSync(fd, mode);
+      const stats = fstatSync(fd, { bigint: true });
+      this.manifest.set(path, {
+        path,
+        type: "file",
+        mode,
+        size: content.length,
+        sha256: new Bun.CryptoHasher("sha256").update(content).digest("hex"),
+        stat: stamp(stats),
+      });
+      this.written++;
+      done = true;
+    } finally {
+      closeSync(fd);
+      if (!done) rmSync(host, { force: true });
+    }
+    return true;
   }
 
   private async writeSymlink(path: string, target: string): Promise<void> {

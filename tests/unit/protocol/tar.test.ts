@@ -196,6 +196,40 @@ describe("tar reader", () => {
     expect(out[1]?.header.linkpath).toBe("ü".repeat(80));
   });
 
+  test("bytes() gives an entry's whole content, across chunk boundaries or within one chunk", async () => {
+    const first = new Uint8Array(1300).map((_, i) => i % 253);
+    const second = new TextEncoder().encode("second");
+    const archive = await collect(
+      createTarStream([
+        { type: "file", path: "a", mode: 0o644, size: first.length, body: first },
+        { type: "file", path: "empty", mode: 0o644, size: 0, body: new Uint8Array(0) },
+        { type: "file", path: "b", mode: 0o600, size: second.length, body: second },
+      ]),
+    );
+    for (const chunk of [7, 512, archive.length]) {
+      async function* chunks() {
+        for (let i = 0; i < archive.length; i += chunk) yield archive.slice(i, i + chunk);
+      }
+      const out: string[] = [];
+      for await (const { header, bytes } of readTar(chunks())) {
+        const content = await bytes();
+        expect(content.length).toBe(header.size);
+        out.push(`${header.path}:${Buffer.from(content).toString("hex").slice(0, 16)}`);
+        if (header.path === "a") expect(Buffer.from(content).equals(Buffer.from(first))).toBe(true);
+      }
+      expect(out).toEqual([
+        `a:${Buffer.from(first.subarray(0, 8)).toString("hex")}`,
+        "empty:",
+        `b:${Buffer.from(second).toString("hex").slice(0, 16)}`,
+      ]);
+    }
+    const cut = archive.slice(0, 512 + 700);
+    const read = async () => {
+      for await (const { bytes } of readTar(new Blob([cut]).stream())) await bytes();
+    };
+    await expect(read()).rejects.toThrow(/truncated/);
+  });
+
   test("skips bodies the consumer does not read", async () => {
     const archive = await collect(
       createTarStream([
