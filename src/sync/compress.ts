@@ -74,6 +74,13 @@ const GZIP_BLOCK_BYTES = 1024 * 1024;
 /** zstd windows are larger than deflate's 32 KiB; bigger blocks keep cross-file matches. */
 const ZSTD_BLOCK_BYTES = 8 * 1024 * 1024;
 
+/**
+ * Output chunk size of the node:zlib streams (their default is 16 KiB). A 50 MB first sync made
+ * ~900 body chunks, each a stream hop and a socket write in the HTTP client; 256 KiB chunks make
+ * ~50, and a compressed chunk still leaves as soon as it is full.
+ */
+const OUTPUT_CHUNK_BYTES = 256 * 1024;
+
 function bunCompression(): BunCompression | undefined {
   const bun = (globalThis as { Bun?: Partial<BunCompression> }).Bun;
   if (typeof bun?.gzipSync === "function" && typeof bun.zstdCompressSync === "function") {
@@ -199,13 +206,16 @@ export function compressStream(
         blockTransform(GZIP_BLOCK_BYTES, (block) => bun.gzipSync(block, { level, library: "libdeflate" })),
       );
     }
-    return throughNode(source, zlib.createGzip({ level: Math.min(level, 9) }));
+    return throughNode(source, zlib.createGzip({ chunkSize: OUTPUT_CHUNK_BYTES, level: Math.min(level, 9) }));
   }
   const level = choice.level ?? 3;
   const createZstd = (zlib as { createZstdCompress?: (options: object) => NodeTransform }).createZstdCompress;
   const levelParam = (zlib.constants as Record<string, number | undefined>).ZSTD_c_compressionLevel;
   if (typeof createZstd === "function" && levelParam !== undefined) {
-    return throughNode(source, createZstd({ params: { [levelParam]: level } }));
+    return throughNode(
+      source,
+      createZstd({ chunkSize: OUTPUT_CHUNK_BYTES, params: { [levelParam]: level } }),
+    );
   }
   if (bun)
     return source.pipeThrough(
