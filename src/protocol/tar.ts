@@ -106,35 +106,29 @@ export async function* tarChunks(
   yield new Uint8Array(BLOCK * 2);
 }
 
-async function* entryChunks(entry: TarWriteEntry): AsyncGenerator<Uint8Array> {
+/** A header entry: what `tarHeaderBytes` needs (a file's body is not read). */
+export type TarHeaderEntry =
+  | { type: "file"; path: string; mode: number; size: number; mtime?: number }
+  | { type: "symlink"; path: string; target: string; mtime?: number }
+  | { type: "directory"; path: string; mode: number; mtime?: number };
+
+/** Zero bytes that end an archive. */
+export const TAR_END_BYTES = BLOCK * 2;
+
+/**
+ * The header of one entry as written to the archive: a PAX record first when the path, link
+ * target or size needs one, then the ustar header. A file's content and `tarPadding(size)` zero
+ * bytes follow it. For writers that lay out the archive themselves (sync/archive.ts).
+ */
+export function tarHeaderBytes(entry: TarHeaderEntry): Uint8Array {
   const mtime = Math.max(0, Math.floor(entry.mtime ?? 0));
   const path = entry.type === "directory" && !entry.path.endsWith("/") ? `${entry.path}/` : entry.path;
   const linkpath = entry.type === "symlink" ? entry.target : "";
   const size = entry.type === "file" ? entry.size : 0;
   if (!Number.isSafeInteger(size) || size < 0) throw new TypeError(`invalid size for ${entry.path}`);
   const mode = entry.type === "symlink" ? 0o777 : entry.mode & 0o7777;
-
-  const pax: [string, string][] = [];
-  if (needsPax(path, 100)) pax.push(["path", path]);
-  if (needsPax(linkpath, 100)) pax.push(["linkpath", linkpath]);
-  if (size > MAX_OCTAL_SIZE) pax.push(["size", String(size)]);
-  if (pax.length > 0) {
-    const records = encodePaxRecords(pax);
-    yield header({
-      name: `PaxHeader/${asciiFallback(path.replace(/\/$/, "").split("/").pop() ?? "", 90)}`,
-      typeflag: "x",
-      mode: 0o644,
-      size: records.length,
-      mtime,
-      linkname: "",
-    });
-    yield records;
-    const pad = padding(records.length);
-    if (pad > 0) yield new Uint8Array(pad);
-  }
-
   const typeflag = entry.type === "file" ? "0" : entry.type === "symlink" ? "2" : "5";
-  yield header({
+  const main = header({
     name: asciiFallback(path, 100),
     typeflag,
     mode,
@@ -142,7 +136,37 @@ async function* entryChunks(entry: TarWriteEntry): AsyncGenerator<Uint8Array> {
     mtime,
     linkname: asciiFallback(linkpath, 100),
   });
+
+  const pax: [string, string][] = [];
+  if (needsPax(path, 100)) pax.push(["path", path]);
+  if (needsPax(linkpath, 100)) pax.push(["linkpath", linkpath]);
+  if (size > MAX_OCTAL_SIZE) pax.push(["size", String(size)]);
+  if (pax.length === 0) return main;
+  const records = encodePaxRecords(pax);
+  const paxHeader = header({
+    name: `PaxHeader/${asciiFallback(path.replace(/\/$/, "").split("/").pop() ?? "", 90)}`,
+    typeflag: "x",
+    mode: 0o644,
+    size: records.length,
+    mtime,
+    linkname: "",
+  });
+  const out = new Uint8Array(BLOCK + records.length + padding(records.length) + BLOCK);
+  out.set(paxHeader, 0);
+  out.set(records, BLOCK);
+  out.set(main, out.length - BLOCK);
+  return out;
+}
+
+/** Zero bytes after `size` content bytes, up to the next 512-byte boundary. */
+export function tarPadding(size: number): number {
+  return padding(size);
+}
+
+async function* entryChunks(entry: TarWriteEntry): AsyncGenerator<Uint8Array> {
+  yield tarHeaderBytes(entry);
   if (entry.type !== "file") return;
+  const size = entry.size;
 
   let written = 0;
   for await (const chunk of iterateBody(entry.body)) {
