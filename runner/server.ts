@@ -5,7 +5,6 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import {
-  EXEC_ID_HEADER,
   type ExecDeleteResponse,
   type ExecSignalResponse,
   type ExecStdinResponse,
@@ -15,7 +14,14 @@ import {
   PROTOCOL_VERSION,
 } from "../src/protocol/types.ts";
 import { badRequest, errorResponse, jsonResponse, RunnerError } from "./errors.ts";
-import { ExecRegistry, type ExecSession, isKnownSignal, KILL_GRACE_MS, parseExecRequest } from "./exec.ts";
+import {
+  ExecRegistry,
+  type ExecSession,
+  execStreamResponse,
+  isKnownSignal,
+  KILL_GRACE_MS,
+  parseExecRequest,
+} from "./exec.ts";
 import { handleFiles } from "./files.ts";
 import { manifestFingerprint } from "./manifest.ts";
 import { runnerPaths } from "./paths.ts";
@@ -115,7 +121,7 @@ export async function startRunner(options: RunnerOptions): Promise<RunningRunner
         throw new RunnerError("unknown_exec", `no exec ${JSON.stringify(execMatch[1])} on this runner`);
       if (action === "/events" && method === "GET") {
         longLived();
-        return eventsResponse(session, parseAfter(url.searchParams.get("after")));
+        return execStreamResponse(session, parseAfter(url.searchParams.get("after")), accept(request));
       }
       if (action === "/stdin" && method === "POST") {
         longLived();
@@ -211,11 +217,7 @@ async function readJson(request: Request, max: number, what: string): Promise<un
   }
 }
 
-function eventsResponse(session: ExecSession, after: number): Response {
-  return new Response(session.subscribe(after), {
-    headers: { "content-type": "application/x-ndjson", [EXEC_ID_HEADER]: session.id },
-  });
-}
+const accept = (request: Request) => request.headers.get("accept");
 
 async function postExec(state: RunnerState, request: Request): Promise<Response> {
   const exec = parseExecRequest(await readJson(request, MAX_EXEC_JSON_BYTES, "exec request"));
@@ -228,7 +230,7 @@ async function postExec(state: RunnerState, request: Request): Promise<Response>
         existing.request.cwd === exec.cwd;
       if (!same) throw badRequest(`execId ${exec.execId} already names a different command`);
       // A retried POST (after a 502 or a reset) reattaches: the command never runs twice.
-      return eventsResponse(existing, 0);
+      return execStreamResponse(existing, 0, accept(request));
     }
   }
   const hostWorkdir = checkWorkdir(state.paths, exec.workdir);
@@ -252,10 +254,10 @@ async function postExec(state: RunnerState, request: Request): Promise<Response>
   await mkdir(hostCwd, { recursive: true });
   // A concurrent POST with the same id may have won the race while we awaited.
   const raced = exec.execId === undefined ? undefined : state.execs.get(exec.execId);
-  if (raced) return eventsResponse(raced, 0);
+  if (raced) return execStreamResponse(raced, 0, accept(request));
   checkNotSyncing();
   const session = await state.execs.start(exec, hostCwd, checkNotSyncing);
-  return eventsResponse(session, 0);
+  return execStreamResponse(session, 0, accept(request));
 }
 
 async function postSignal(session: ExecSession, request: Request): Promise<Response> {

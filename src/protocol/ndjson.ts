@@ -126,25 +126,47 @@ export async function* decodeExecEvents(
   }
 }
 
-/** Decoded bytes of output events, so a chunk is decoded once however it was parsed. */
-const outputs = new WeakMap<object, Uint8Array>();
+/**
+ * Raw bytes of output events, so a chunk is decoded once however it was parsed: one array, or the
+ * pieces a frame arrived in (see frames.ts), joined only if someone asks for one array.
+ */
+const outputs = new WeakMap<object, Uint8Array | readonly Uint8Array[]>();
 
 type OutputEvent = Extract<ExecEvent, { type: "stdout" | "stderr" }>;
 
 /** The raw bytes of an output event (decoded once, when the event was parsed). */
 export function outputBytes(event: OutputEvent): Uint8Array {
-  return outputs.get(event) ?? fromBase64(event.data);
+  const held = outputs.get(event);
+  if (held === undefined) return fromBase64(event.data);
+  if (held instanceof Uint8Array) return held;
+  const joined: Uint8Array = Buffer.concat(held);
+  outputs.set(event, joined);
+  return joined;
+}
+
+/**
+ * The raw bytes of an output event in the pieces it arrived in, for a writer that can take them one
+ * by one: a frame split across network chunks is never copied into one array.
+ */
+export function outputPieces(event: OutputEvent): readonly Uint8Array[] {
+  const held = outputs.get(event);
+  if (held === undefined) return [fromBase64(event.data)];
+  return held instanceof Uint8Array ? [held] : held;
 }
 
 /** An output event whose `data` (base64) is only built if someone reads it. */
-function outputEvent(seq: number, type: OutputEvent["type"], bytes: Uint8Array): OutputEvent {
+export function outputEvent(
+  seq: number,
+  type: OutputEvent["type"],
+  bytes: Uint8Array | readonly Uint8Array[],
+): OutputEvent {
   let data: string | undefined;
   const event = { seq, type } as OutputEvent;
   Object.defineProperty(event, "data", {
     enumerable: true,
     configurable: true,
     get: () => {
-      data ??= toBase64(bytes);
+      data ??= toBase64(outputBytes(event));
       return data;
     },
   });
@@ -210,7 +232,8 @@ function base64Bytes(source: Uint8Array, start: number, end: number): Uint8Array
   const length = end - start;
   if (length % 4 !== 0) return undefined;
   const padding = length === 0 ? 0 : source[end - 1] !== 0x3d ? 0 : source[end - 2] === 0x3d ? 2 : 1;
-  const out = new Uint8Array((length / 4) * 3 - padding);
+  // Every byte is written below, so no zero-filling (see encodeFrame in frames.ts).
+  const out: Uint8Array = Buffer.allocUnsafe((length / 4) * 3 - padding);
   const [a, b, c, d] = DECODE;
   const full = padding === 0 ? end : end - 4;
   let invalid = 0;
@@ -254,7 +277,8 @@ function parseLine(line: Uint8Array, decoder: TextDecoder): unknown {
   }
 }
 
-async function* iterate(
+/** The chunks of a web stream or an async iterable (node streams), cancelling the stream if left early. */
+export async function* iterate(
   source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
 ): AsyncGenerator<Uint8Array> {
   if (typeof (source as ReadableStream).getReader !== "function") {

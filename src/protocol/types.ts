@@ -138,3 +138,11 @@ export interface ExecStdinResponse {
   execId: string;
   bytes: number;
 }
+
+/** The exec stream as NDJSON: what every runner answers, and all an older runner knows. */
+export const EXEC_NDJSON_MEDIA_TYPE = "application/x-ndjson";
+/**
+ * The exec stream as binary frames (src/protocol/frames.ts): a client lists it in `Accept`, a runner
+ * that knows it answers with this Content-Type. Same events, same seqs; output travels raw.
+ */
+export const EXEC_FRAMES_MEDIA_TYPE = "application/vnd.crabbox.exec-frames";

@@ -5,8 +5,9 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { decodeExecEvents } from "../../src/protocol/ndjson.ts";
-import type { ExecEvent } from "../../src/protocol/types.ts";
+import { decodeExecFrames } from "../../src/protocol/frames.ts";
+import { decodeExecEvents, outputBytes } from "../../src/protocol/ndjson.ts";
+import { EXEC_FRAMES_MEDIA_TYPE, EXEC_NDJSON_MEDIA_TYPE, type ExecEvent } from "../../src/protocol/types.ts";
 import {
   alive,
   exec,
@@ -358,6 +359,105 @@ describe("exec", () => {
     expect(response.status).toBe(409);
     expect(await response.json()).toMatchObject({ code: "fingerprint_mismatch", fingerprint: "empty" });
     expect(() => readFileSync(inRoot("/workspace/fp/should-not-exist"))).toThrow();
+  });
+});
+
+describe("exec as binary frames", () => {
+  const FRAMES = { accept: EXEC_FRAMES_MEDIA_TYPE };
+
+  function postFrames(request: Record<string, unknown>, signal?: AbortSignal): Promise<Response> {
+    return fetch(`${runner.url}/v1/exec`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...FRAMES },
+      body: JSON.stringify(request),
+      signal,
+    });
+  }
+
+  async function readFrames(response: Response): Promise<ExecEvent[]> {
+    if (response.status !== 200) throw new Error(`exec: ${response.status} ${await response.text()}`);
+    expect(response.headers.get("content-type")).toBe(EXEC_FRAMES_MEDIA_TYPE);
+    return Array.fromAsync(decodeExecFrames(response.body as ReadableStream<Uint8Array>));
+  }
+
+  /** Seqs, types and each event's bytes: what must match between the two encodings. */
+  function shape(events: ExecEvent[]) {
+    return events.map((event) =>
+      event.type === "stdout" || event.type === "stderr"
+        ? { seq: event.seq, type: event.type, bytes: Buffer.from(outputBytes(event)).toString("hex") }
+        : { ...event, startedAtMs: 0 },
+    );
+  }
+
+  const ALL_BYTES = Array.from({ length: 256 }, (_, i) => `\\${i.toString(8).padStart(3, "0")}`).join("");
+
+  test("Accept picks the encoding; both carry the same events, every byte value exact", async () => {
+    const command = `printf '${ALL_BYTES}'; head -c 3000000 /dev/urandom | tee random.bin; printf '${ALL_BYTES}' >&2; exit 5`;
+    const framed = await readFrames(await postFrames({ execId: "frames-1", command, workdir: W }));
+    const outcome = summarize(framed);
+    expect([...outcome.stdout.subarray(0, 256)]).toEqual(Array.from({ length: 256 }, (_, i) => i));
+    expect(Buffer.compare(outcome.stdout.subarray(256), readFileSync(inRoot(`${W}/random.bin`)))).toBe(0);
+    expect([...outcome.stderr]).toEqual(Array.from({ length: 256 }, (_, i) => i));
+    expect(outcome.exit).toMatchObject({ exitCode: 5, reason: "exited" });
+    expect(framed.map((event) => event.seq)).toEqual(framed.map((_, index) => index + 1));
+
+    for (const accept of [undefined, EXEC_NDJSON_MEDIA_TYPE, `${EXEC_FRAMES_MEDIA_TYPE};q=0`]) {
+      const response = await fetch(`${runner.url}/v1/exec/frames-1/events?after=0`, {
+        headers: accept === undefined ? {} : { accept },
+      });
+      expect(response.headers.get("content-type")).toBe(EXEC_NDJSON_MEDIA_TYPE);
+      expect(shape(await readEvents(response))).toEqual(shape(framed));
+    }
+  });
+
+  test("disconnect, then reattach with frames within the grace: every event exactly once", async () => {
+    const command = "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo line-$i; sleep 0.03; done; exit 3";
+    const controller = new AbortController();
+    const response = await postFrames({ execId: "frames-reattach", command, workdir: W }, controller.signal);
+    const first: ExecEvent[] = [];
+    try {
+      for await (const event of decodeExecFrames(response.body as ReadableStream<Uint8Array>)) {
+        first.push(event);
+        if (first.filter((e) => e.type === "stdout").length >= 5) {
+          controller.abort();
+          break;
+        }
+      }
+    } catch {
+      // aborted on purpose
+    }
+    const last = first.at(-1)?.seq ?? 0;
+    const url = `${runner.url}/v1/exec/frames-reattach/events?after=${last}`;
+    const all = [...first, ...(await readFrames(await fetch(url, { headers: FRAMES })))];
+    expect(all.map((event) => event.seq)).toEqual(all.map((_, index) => index + 1));
+    const outcome = summarize(all);
+    expect(text(outcome.stdout)).toBe(Array.from({ length: 30 }, (_, i) => `line-${i + 1}\n`).join(""));
+    expect(outcome.exit).toMatchObject({ exitCode: 3, reason: "exited" });
+  });
+
+  test("a slow frames client loses nothing; late readers of either encoding get the same last 8 MiB", async () => {
+    const size = 16 * 1024 * 1024;
+    const command = `head -c ${size} /dev/urandom | tee big.bin`;
+    const response = await postFrames({ execId: "frames-big", command, workdir: W });
+    const events: ExecEvent[] = [];
+    for await (const event of decodeExecFrames(response.body as ReadableStream<Uint8Array>)) {
+      events.push(event);
+      // Stall now and then: the runner must stop reading the pipe, not drop or reuse what is unread.
+      if (events.length % 64 === 0) await Bun.sleep(50);
+    }
+    const outcome = summarize(events);
+    expect(Buffer.compare(outcome.stdout, readFileSync(inRoot(`${W}/big.bin`)))).toBe(0);
+    expect(events.map((event) => event.seq)).toEqual(events.map((_, index) => index + 1));
+
+    const after0 = `${runner.url}/v1/exec/frames-big/events?after=0`;
+    const lateFrames = await readFrames(await fetch(after0, { headers: FRAMES }));
+    const lateNdjson = await readEvents(await fetch(after0));
+    expect(lateFrames[0]?.seq).toBeGreaterThan(1);
+    expect(lateFrames.at(-1)?.type).toBe("exit");
+    expect(shape(lateFrames)).toEqual(shape(lateNdjson));
+    expect(shape(lateFrames)).toEqual(shape(events.slice((lateFrames[0]?.seq ?? 1) - 1)));
+    const bytes = lateNdjson.reduce((sum, event) => sum + JSON.stringify(event).length + 1, 0);
+    expect(bytes).toBeLessThanOrEqual(8 * 1024 * 1024 + 100_000);
   });
 });
 

@@ -1,7 +1,8 @@
 import { constants } from "node:os";
 import { CrabboxError, describeError } from "../../core/errors.ts";
 import { interruptSignalOf } from "../../core/interrupt.ts";
-import { NdjsonError, outputBytes } from "../../protocol/ndjson.ts";
+import { FrameError } from "../../protocol/frames.ts";
+import { NdjsonError, outputPieces } from "../../protocol/ndjson.ts";
 import type { ExecEvent, ExecRequest } from "../../protocol/types.ts";
 import type { Reporter } from "../provider.ts";
 import type { ControlPlane } from "./control-plane.ts";
@@ -72,8 +73,8 @@ export function signalExitCode(signal: string | null): number {
 
 /**
  * Errors after which the same exec can be picked up again: the stream or the proxy hiccuped. A
- * stream that breaks the protocol (a malformed or oversized line) and a refused redirect are not
- * hiccups: asking again would get the same answer.
+ * stream that breaks the protocol (a malformed or oversized line or frame) and a refused redirect
+ * are not hiccups: asking again would get the same answer.
  */
 function reattachable(error: unknown): boolean {
   if (error instanceof RunnerHttpError)
@@ -85,7 +86,8 @@ function reattachable(error: unknown): boolean {
 function violation(error: unknown): boolean {
   return (
     error instanceof DataPlanePolicyError ||
-    (error instanceof RunnerStreamError && error.cause instanceof NdjsonError)
+    (error instanceof RunnerStreamError &&
+      (error.cause instanceof NdjsonError || error.cause instanceof FrameError))
   );
 }
 
@@ -207,8 +209,8 @@ export async function execCommand(options: ExecOptions): Promise<ExecOutcome> {
         for await (const event of stream) {
           if (event.seq <= lastSeq) continue;
           lastSeq = event.seq;
-          if (event.type === "stdout") report.stdout(outputBytes(event));
-          else if (event.type === "stderr") report.stderr(outputBytes(event));
+          if (event.type === "stdout") for (const piece of outputPieces(event)) report.stdout(piece);
+          else if (event.type === "stderr") for (const piece of outputPieces(event)) report.stderr(piece);
           else if (event.type === "started") {
             startedAtMs = event.startedAtMs;
             feedStdin();

@@ -1,11 +1,14 @@
 import { CrabboxError } from "../../core/errors.ts";
+import { decodeExecFrames } from "../../protocol/frames.ts";
 import { decodeExecEvents } from "../../protocol/ndjson.ts";
-import type {
-  ExecEvent,
-  ExecRequest,
-  ManifestResponse,
-  SyncEncoding,
-  SyncResult,
+import {
+  EXEC_FRAMES_MEDIA_TYPE,
+  EXEC_NDJSON_MEDIA_TYPE,
+  type ExecEvent,
+  type ExecRequest,
+  type ManifestResponse,
+  type SyncEncoding,
+  type SyncResult,
 } from "../../protocol/types.ts";
 import {
   type BodySource,
@@ -77,6 +80,17 @@ export class RunnerStreamError extends CrabboxError {
 }
 
 const JSON_HEADERS = { "content-type": "application/json", accept: "application/json" };
+/**
+ * Exec streams: binary frames if the runner knows them (output raw, no base64), else NDJSON, which
+ * is all an older runner (or upstream's) answers; the answer's Content-Type says which it is.
+ */
+const EXEC_ACCEPT = `${EXEC_FRAMES_MEDIA_TYPE}, ${EXEC_NDJSON_MEDIA_TYPE};q=0.5`;
+
+function decodeStream(response: DataPlaneResponse): AsyncGenerator<ExecEvent> {
+  const type = String(response.headers["content-type"] ?? "");
+  const frames = type.split(";")[0]?.trim().toLowerCase() === EXEC_FRAMES_MEDIA_TYPE;
+  return frames ? decodeExecFrames(response.body) : decodeExecEvents(response.body);
+}
 
 async function readJson<T>(op: string, response: DataPlaneResponse): Promise<T> {
   const text = await readTextPrefix(response.body, 512 * 1024 * 1024);
@@ -103,7 +117,7 @@ async function* eventStream(op: string, response: DataPlaneResponse): AsyncGener
   let lastSeq = 0;
   let sawExit = false;
   try {
-    for await (const event of decodeExecEvents(response.body)) {
+    for await (const event of decodeStream(response)) {
       lastSeq = event.seq;
       yield event;
       if (event.type === "exit") {
@@ -174,7 +188,7 @@ export function createRunnerClient(options: DataPlaneClientOptions): RunnerClien
         op: "exec",
         method: "POST",
         path: "/v1/exec",
-        headers: { ...JSON_HEADERS, accept: "application/x-ndjson" },
+        headers: { ...JSON_HEADERS, accept: EXEC_ACCEPT },
         body: JSON.stringify(request),
         signal: opts.signal,
       });
@@ -186,7 +200,7 @@ export function createRunnerClient(options: DataPlaneClientOptions): RunnerClien
         op: "events",
         method: "GET",
         path: execPath(execId, `/events${query({ after })}`),
-        headers: { accept: "application/x-ndjson" },
+        headers: { accept: EXEC_ACCEPT },
         signal: opts.signal,
       });
       yield* eventStream("events", response);
