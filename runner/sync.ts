@@ -249,12 +249,14 @@ class Apply {
   ) {}
 
   async run(body: ReadableStream<Uint8Array>): Promise<void> {
-    for await (const { header, body: content, bytes } of readTar(body)) {
+    // `entry.body` is made on first use: small files never need the stream, only bytes().
+    for await (const entry of readTar(body)) {
+      const header = entry.header;
       if (this.meta === undefined) {
         if (header.path !== SYNC_META_NAME || header.type !== "file") {
           throw badRequest(`the first member of a sync archive must be ${SYNC_META_NAME}`);
         }
-        this.meta = parseMeta(await readBody(content, MAX_META_BYTES));
+        this.meta = parseMeta(await readBody(entry.body, MAX_META_BYTES));
         if (this.meta.clean) await this.clean(this.meta.clean.keep);
         for (const path of this.meta.deletes) await this.delete(path);
         continue;
@@ -265,9 +267,9 @@ class Apply {
         case "file":
           if (header.size <= SMALL_FILE_BYTES) {
             const existing = await this.clearFor(header.path);
-            this.writeSmallFile(header.path, normalizeMode(header.mode), await bytes(), existing);
+            this.writeSmallFile(header.path, normalizeMode(header.mode), await entry.bytes(), existing);
           } else {
-            await this.writeFile(header.path, normalizeMode(header.mode), content);
+            await this.writeFile(header.path, normalizeMode(header.mode), entry.body);
           }
           break;
         case "symlink":

@@ -350,6 +350,10 @@ export async function* readTar(
 
       const body = new EntryBody(input, size);
       yield {
+        get body() {
+          return body.stream;
+        },
+        bytes: () => body.bytes(),
         header: {
           path,
           type,
@@ -360,8 +364,6 @@ export async function* readTar(
           uid,
           gid,
         },
-        body: body.stream,
-        bytes: () => body.bytes(),
       };
       await body.drain();
       await input.skip(padding(size));
@@ -613,17 +615,21 @@ async function* readerIterator(stream: ReadableStream<Uint8Array>): AsyncGenerat
 
 /** One entry's content as a stream over the shared reader; drain() skips what the consumer left. */
 class EntryBody {
-  readonly stream: ReadableStream<Uint8Array>;
   private remaining: number;
   private pending: Promise<void> = Promise.resolve();
   private finished = false;
+  private created: ReadableStream<Uint8Array> | undefined;
 
   constructor(
     private readonly input: ByteReader,
     size: number,
   ) {
     this.remaining = size;
-    this.stream = new ReadableStream<Uint8Array>(
+  }
+
+  /** Made on first use: a sync apply reads 3,000 small entries with bytes() and never needs it. */
+  get stream(): ReadableStream<Uint8Array> {
+    this.created ??= new ReadableStream<Uint8Array>(
       {
         pull: (controller) => {
           const step = this.pending.then(async () => {
@@ -647,6 +653,7 @@ class EntryBody {
       },
       { highWaterMark: 0 },
     );
+    return this.created;
   }
 
   /** The whole (unread) content at once: see TarReadEntry.bytes. */
