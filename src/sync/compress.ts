@@ -103,6 +103,7 @@ export function compressionImplementation(choice: CompressionChoice): string {
 function blockTransform(
   blockBytes: number,
   compress: (block: Uint8Array) => Uint8Array,
+  recycle?: (chunk: Uint8Array) => void,
 ): TransformStream<Uint8Array, Uint8Array> {
   let block = new Uint8Array(blockBytes);
   let filled = 0;
@@ -120,6 +121,8 @@ function blockTransform(
           filled = 0;
         }
       }
+      // Copied into our block (and compressed synchronously): the source may reuse it.
+      recycle?.(chunk);
     },
     flush(controller) {
       if (filled > 0) controller.enqueue(compress(block.subarray(0, filled)));
@@ -129,7 +132,7 @@ function blockTransform(
 
 /** The part of a node:zlib stream this module uses (zstd types are missing from older @types/node). */
 interface NodeTransform {
-  write(chunk: Uint8Array): boolean;
+  write(chunk: Uint8Array, callback?: (error?: Error | null) => void): boolean;
   end(): void;
   destroy(error?: Error): void;
   once(event: "drain" | "close", listener: () => void): unknown;
@@ -145,6 +148,7 @@ interface NodeTransform {
 function throughNode(
   source: ReadableStream<Uint8Array>,
   transform: NodeTransform,
+  recycle?: (chunk: Uint8Array) => void,
 ): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   let started = false;
@@ -153,7 +157,13 @@ function throughNode(
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        if (!transform.write(value)) {
+        // The write callback runs once zlib has consumed the chunk: only then may it be reused.
+        const written = recycle
+          ? transform.write(value, (error) => {
+              if (!error) recycle(value);
+            })
+          : transform.write(value);
+        if (!written) {
           await new Promise<void>((resolve) => {
             const done = () => {
               transform.off("drain", done);
@@ -196,17 +206,34 @@ function throughNode(
 export function compressStream(
   source: ReadableStream<Uint8Array>,
   choice: CompressionChoice,
+  options: {
+    /**
+     * Called with each source chunk once the compressor is done with it, so the producer can
+     * refill it (sync/archive.ts reuses its tar blocks). Never called for `identity`, whose chunks
+     * go on to the network as they are.
+     */
+    recycle?: (chunk: Uint8Array) => void;
+  } = {},
 ): ReadableStream<Uint8Array> {
+  const recycle = options.recycle;
   if (choice.encoding === "identity") return source;
   const bun = choice.portable ? undefined : bunCompression();
   if (choice.encoding === "gzip") {
     const level = choice.level ?? 6;
     if (bun) {
       return source.pipeThrough(
-        blockTransform(GZIP_BLOCK_BYTES, (block) => bun.gzipSync(block, { level, library: "libdeflate" })),
+        blockTransform(
+          GZIP_BLOCK_BYTES,
+          (block) => bun.gzipSync(block, { level, library: "libdeflate" }),
+          recycle,
+        ),
       );
     }
-    return throughNode(source, zlib.createGzip({ chunkSize: OUTPUT_CHUNK_BYTES, level: Math.min(level, 9) }));
+    return throughNode(
+      source,
+      zlib.createGzip({ chunkSize: OUTPUT_CHUNK_BYTES, level: Math.min(level, 9) }),
+      recycle,
+    );
   }
   const level = choice.level ?? 3;
   const createZstd = (zlib as { createZstdCompress?: (options: object) => NodeTransform }).createZstdCompress;
@@ -215,11 +242,12 @@ export function compressStream(
     return throughNode(
       source,
       createZstd({ chunkSize: OUTPUT_CHUNK_BYTES, params: { [levelParam]: level } }),
+      recycle,
     );
   }
   if (bun)
     return source.pipeThrough(
-      blockTransform(ZSTD_BLOCK_BYTES, (block) => bun.zstdCompressSync(block, { level })),
+      blockTransform(ZSTD_BLOCK_BYTES, (block) => bun.zstdCompressSync(block, { level }), recycle),
     );
   throw new CrabboxError("zstd compression is not available in this runtime", {
     hint: "use gzip (sync.compression: gzip), which every runtime supports",
