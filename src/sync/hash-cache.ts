@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../core/state.ts";
 import { type HashCache, isRacy, RACY_GRANULARITY_MS, type StatKey, sameStatKey } from "./hash.ts";
+import { sequentialIndex } from "./paths.ts";
 
 /**
  * The persistent per-repository hash cache: (path, size, mtime, ctime, inode, mode) → sha256, so a
@@ -184,12 +185,13 @@ export async function loadHashCache(
 ): Promise<PersistentHashCache> {
   const granularity = options.granularityMs ?? RACY_GRANULARITY_MS;
   const stored = await readCacheFile(file, root);
-  const rows = new Map<string, number>();
-  for (let row = 0; row < stored.paths.length; row++) rows.set(stored.paths[row] as string, row);
+  // Runs look records up in manifest order, which is the order they were saved in.
+  const rowOf = sequentialIndex(stored.paths);
   /** Records set (or dropped, as undefined) since loading; they win over the stored rows. */
   const changed = new Map<string, CacheRecord | undefined>();
   let listing = stored.listing;
   let dirty = false;
+  let order: readonly string[] = [];
 
   const recordAt = (row: number): CacheRecord => {
     const at = row * STAT_FIELDS;
@@ -208,14 +210,16 @@ export async function loadHashCache(
   };
   const current = (): Map<string, CacheRecord> => {
     const all = new Map<string, CacheRecord>();
-    for (const [path, row] of rows) if (!changed.has(path)) all.set(path, recordAt(row));
+    stored.paths.forEach((path, row) => {
+      if (!changed.has(path)) all.set(path, recordAt(row));
+    });
     for (const [path, record] of changed) if (record) all.set(path, record);
     return all;
   };
 
   const size = (): number => {
-    let held = rows.size;
-    for (const [path, record] of changed) held += (record ? 1 : 0) - (rows.has(path) ? 1 : 0);
+    let held = stored.paths.length;
+    for (const [path, record] of changed) held += (record ? 1 : 0) - (rowOf(path) !== undefined ? 1 : 0);
     return held;
   };
 
@@ -239,7 +243,7 @@ export async function loadHashCache(
         }
         return record.sha256;
       }
-      const row = rows.get(path);
+      const row = rowOf(path);
       if (row === undefined) return undefined;
       // Compared in place: this runs once per file on every run, so it allocates nothing on a miss.
       const s = stored.stats;
@@ -263,7 +267,8 @@ export async function loadHashCache(
     retain(paths) {
       // The common case keeps everything: count instead of building a set of 10⁵ paths.
       let held = 0;
-      for (const path of paths) if (changed.has(path) ? changed.get(path) : rows.has(path)) held++;
+      for (const path of paths) if (changed.has(path) ? changed.get(path) : rowOf(path) !== undefined) held++;
+      order = paths;
       if (held === size()) return;
       const keep = new Set(paths);
       for (const path of current().keys()) if (!keep.has(path)) changed.set(path, undefined);
@@ -272,10 +277,14 @@ export async function loadHashCache(
     async save() {
       if (!dirty) return;
       const records = current();
+      // In the order of the manifest last retained (path order), so the next run's lookups are
+      // sequential; anything else after it.
+      const ordered = new Set([...order.filter((path) => records.has(path)), ...records.keys()]);
       const paths: string[] = [];
       const stats = new Float64Array(records.size * STAT_FIELDS);
       const hashes: string[] = [];
-      for (const [path, { key, sha256, hashedAtMs }] of records) {
+      for (const path of ordered) {
+        const { key, sha256, hashedAtMs } = records.get(path) as CacheRecord;
         stats.set(
           [key.size, key.mtimeMs, key.ctimeMs, key.ino, key.mode, hashedAtMs],
           paths.length * STAT_FIELDS,

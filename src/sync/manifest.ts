@@ -74,7 +74,7 @@ export interface ManifestOptions {
   /** git's listing, started earlier with `startGitListing` (so other work could overlap it). */
   listing?: Promise<GitListing>;
   /** lstat results taken while git listed (see snapshot.ts `statAhead`), by path. */
-  prestat?: ReadonlyMap<string, Stats>;
+  prestat?: (path: string) => Stats | undefined;
   /** What the last run made of its listing: reused when git's output and the rules are the same. */
   memo?: unknown;
 }
@@ -406,7 +406,7 @@ export async function readLocalManifest(options: ManifestOptions): Promise<Local
     const flags = candidates.flags[i] as number;
     let stat: Stats | undefined;
     try {
-      stat = options.prestat?.get(path) ?? lstatSync(`${root}/${path}`);
+      stat = options.prestat?.(path) ?? lstatSync(`${root}/${path}`);
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code !== "ENOENT" && code !== "ENOTDIR") {

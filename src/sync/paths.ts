@@ -22,3 +22,23 @@ export function topDir(path: string): string {
   const slash = path.indexOf("/");
   return slash === -1 ? "." : path.slice(0, slash);
 }
+
+/**
+ * Index lookup in a list of paths that is asked in (nearly) the list's own order — a manifest
+ * walking the last run's files. A cursor answers the common case without hashing anything; the
+ * first path it cannot answer builds a Map, and the cursor resumes after the path found.
+ */
+export function sequentialIndex(paths: readonly string[]): (path: string) => number | undefined {
+  let cursor = 0;
+  let byPath: Map<string, number> | undefined;
+  return (path) => {
+    if (paths[cursor] === path) return cursor++;
+    if (!byPath) {
+      byPath = new Map();
+      for (let i = 0; i < paths.length; i++) byPath.set(paths[i] as string, i);
+    }
+    const index = byPath.get(path);
+    if (index !== undefined) cursor = index + 1;
+    return index;
+  };
+}

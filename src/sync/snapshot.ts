@@ -7,6 +7,7 @@ import { checkSyncSize, type GuardReport, type SyncLimits } from "./guard.ts";
 import { type HashCache, type HashStats, hashLocalFiles } from "./hash.ts";
 import { hashCacheFile, loadHashCache } from "./hash-cache.ts";
 import { type GitListing, type LocalManifest, readLocalManifest, startGitListing } from "./manifest.ts";
+import { sequentialIndex } from "./paths.ts";
 
 /**
  * The local side of a sync in one call, in the order that keeps failures cheap: list (git), guard
@@ -27,7 +28,7 @@ export interface SnapshotOptions {
   /** git's listing, already started (manifest.ts `startGitListing`); needs `root`. */
   listing?: Promise<GitListing>;
   /** lstat results taken ahead, by path. */
-  prestat?: ReadonlyMap<string, Stats>;
+  prestat?: (path: string) => Stats | undefined;
   /** The listing memo saved by the last run (manifest.ts). */
   memo?: unknown;
 }
@@ -134,19 +135,27 @@ export async function snapshotWithCache(options: CheckoutSnapshotOptions): Promi
   return snap;
 }
 
-/** lstat of each path that still exists; errors are left for the manifest's own lstat to report. */
-async function statAhead(root: string, paths: readonly string[]): Promise<Map<string, Stats>> {
-  const stats = new Map<string, Stats>();
+/**
+ * lstat of each path that still exists, looked up by path (in order, see `sequentialIndex`);
+ * errors are left for the manifest's own lstat to report.
+ */
+async function statAhead(
+  root: string,
+  paths: readonly string[],
+): Promise<(path: string) => Stats | undefined> {
+  const stats = new Array<Stats | undefined>(paths.length);
   for (let i = 0; i < paths.length; i++) {
     // Let git's output drain now and then: a full pipe would stall its walk.
     if (i % 1024 === 1023) await new Promise((resolve) => setImmediate(resolve));
-    const path = paths[i] as string;
     try {
-      const stat = lstatSync(`${root}/${path}`, { throwIfNoEntry: false });
-      if (stat) stats.set(path, stat);
+      stats[i] = lstatSync(`${root}/${paths[i]}`, { throwIfNoEntry: false });
     } catch {
       // Not a file any more (ENOTDIR, EACCES, …): the manifest stats it again and says why.
     }
   }
-  return stats;
+  const indexOf = sequentialIndex(paths);
+  return (path) => {
+    const index = indexOf(path);
+    return index === undefined ? undefined : stats[index];
+  };
 }

@@ -83,8 +83,8 @@ describe("persistent hash cache", () => {
     const reloaded = await loadHashCache(file, "/r");
     expect(reloaded.size).toBe(2);
     expect(reloaded.get("y/z", key())).toBe(SHA);
-    const listing = reloaded.listing as { flags: Uint8Array };
-    expect({ ...listing, flags: Array.from(listing.flags) }).toEqual({
+    const listing = reloaded.listing as Record<string, unknown> & { flags: Uint8Array };
+    expect({ ...listing, flags: Array.from(listing.flags) } as Record<string, unknown>).toEqual({
       key: "k",
       paths: ["x", "y/z"],
       flags: [1, 3],
