@@ -27,6 +27,7 @@ import {
   type SyncMeta,
   type SyncResult,
 } from "../src/protocol/types.ts";
+import { decompressStream } from "../src/sync/compress.ts";
 import { badRequest, jsonResponse, RunnerError } from "./errors.ts";
 import {
   describePath,
@@ -132,14 +133,7 @@ export async function handleSync(state: RunnerState, request: Request, url: URL)
     }
     const counter = countingStream(MAX_SYNC_BODY_BYTES);
     let body = request.body.pipeThrough(counter.stream);
-    if (encoding !== "identity") {
-      body = body.pipeThrough(
-        new DecompressionStream(encoding as CompressionFormat) as ReadableWritablePair<
-          Uint8Array,
-          Uint8Array
-        >,
-      );
-    }
+    if (encoding !== "identity") body = decompressStream(body, encoding);
     const apply = new Apply(hostWorkdir, manifest ?? new Map());
     try {
       await apply.run(body);
