@@ -47,6 +47,8 @@ interface Header {
   listing: Record<string, unknown> | null;
   listingCount: number;
   listingPathBytes: number;
+  /** The memo's paths are the records' paths (and are not stored twice). */
+  samePaths: boolean;
 }
 
 /** A memo whose `paths`/`flags` columns can be stored binary (manifest.ts's memo is). */
@@ -63,8 +65,12 @@ function listingColumns(listing: unknown): { paths: string[]; flags: ArrayLike<n
 
 function encodeCacheFile(body: CacheFile): Uint8Array {
   const columns = listingColumns(body.listing);
-  const paths = Buffer.from(body.paths.join("\0"), "utf8");
-  const listingPaths = Buffer.from(columns ? columns.paths.join("\0") : "", "utf8");
+  const joined = body.paths.join("\0");
+  const listingJoined = columns ? columns.paths.join("\0") : "";
+  // Usually the memo's candidates are exactly the files hashed: store the paths once.
+  const samePaths = columns !== undefined && listingJoined === joined;
+  const paths = Buffer.from(joined, "utf8");
+  const listingPaths = Buffer.from(samePaths ? "" : listingJoined, "utf8");
   let meta: Record<string, unknown> | null = null;
   if (body.listing !== undefined) {
     meta = columns
@@ -78,6 +84,7 @@ function encodeCacheFile(body: CacheFile): Uint8Array {
     listing: meta,
     listingCount: columns ? columns.paths.length : -1,
     listingPathBytes: listingPaths.length,
+    samePaths,
   };
   const head = Buffer.from(`${MAGIC}${JSON.stringify(header)}\n`, "utf8");
   const pad = Buffer.alloc((8 - (head.length % 8)) % 8, 0x20);
@@ -134,7 +141,10 @@ function decodeCacheFile(buf: Buffer, root: string): CacheFile | undefined {
     if ((listingCount as number) < 0) {
       listing = (meta as { whole?: unknown }).whole;
     } else {
-      const memoPaths = splitSection(buf, listingPathsAt, listingPathBytes as number, listed);
+      const memoPaths =
+        header.samePaths === true && listed === n
+          ? paths
+          : splitSection(buf, listingPathsAt, listingPathBytes as number, listed);
       if (!memoPaths) return undefined;
       listing = { ...meta, paths: memoPaths, flags: buf.subarray(flagsAt, listingPathsAt) };
     }

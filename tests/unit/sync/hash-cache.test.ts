@@ -143,6 +143,15 @@ describe("persistent hash cache", () => {
     reloaded.set("a", key(), SHA, 9_000);
     await reloaded.save();
     expect((await loadHashCache(file, "/r")).listing).toEqual({ key: "k1" });
+    // Memo paths that are not the records' paths are stored on their own.
+    const third = await loadHashCache(file, "/r");
+    third.setListing({ key: "k2", paths: ["a", "gone"], flags: [1, 0] });
+    await third.save();
+    const memo = (await loadHashCache(file, "/r")).listing as { paths: string[]; flags: Uint8Array };
+    expect([memo.paths, Array.from(memo.flags)]).toEqual([
+      ["a", "gone"],
+      [1, 0],
+    ]);
   });
 
   test("with hashLocalFiles: a rerun reads only what changed", async () => {
