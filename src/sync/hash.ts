@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
-import { lstatSync, readlinkSync } from "node:fs";
+import { closeSync, lstatSync, openSync, readlinkSync, readSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
+import { setImmediate } from "node:timers";
 import { CrabboxError, ExitCode } from "../core/errors.ts";
 import { symlinkEntry } from "../protocol/fingerprint.ts";
 import type { ManifestEntry } from "../protocol/types.ts";
@@ -53,6 +54,14 @@ export interface HashStats {
 }
 
 const CHUNK_BYTES = 256 * 1024;
+/**
+ * Files up to this size are read with synchronous calls into one reused buffer: for thousands of
+ * small files, an open/read/close round trip through the thread pool per file cost more than the
+ * hashing. Bigger files stay asynchronous, a chunk at a time, so the event loop keeps turning.
+ */
+const SYNC_READ_MAX_BYTES = 1024 * 1024;
+/** Synchronous reads between turns of the event loop (progress, Ctrl-C). */
+const SYNC_READS_PER_TURN = 64;
 
 async function hashFile(absolute: string, buffer: Buffer): Promise<{ sha256: string; bytes: number }> {
   const handle = await open(absolute, "r");
@@ -68,6 +77,23 @@ async function hashFile(absolute: string, buffer: Buffer): Promise<{ sha256: str
     return { sha256: hash.digest("hex"), bytes };
   } finally {
     await handle.close();
+  }
+}
+
+function hashFileSync(absolute: string, buffer: Buffer): { sha256: string; bytes: number } {
+  const fd = openSync(absolute, "r");
+  try {
+    const hash = createHash("sha256");
+    let bytes = 0;
+    for (;;) {
+      const read = readSync(fd, buffer, 0, buffer.length, null);
+      if (read === 0) break;
+      hash.update(buffer.subarray(0, read));
+      bytes += read;
+    }
+    return { sha256: hash.digest("hex"), bytes };
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -97,7 +123,10 @@ async function entryFor(
   }
   let result: { sha256: string; bytes: number };
   try {
-    result = await hashFile(absolute, buffer);
+    result =
+      file.size <= SYNC_READ_MAX_BYTES && buffer.length >= SYNC_READ_MAX_BYTES
+        ? hashFileSync(absolute, buffer)
+        : await hashFile(absolute, buffer);
   } catch (error) {
     throw changedWhileHashing(file.path, error);
   }
@@ -151,22 +180,31 @@ export async function hashLocalFiles(
     }
   }
 
+  // Small files first, read synchronously by this loop; big ones after, by a pool of async readers.
+  const small = pending.filter((index) => (files[index] as LocalFile).size <= SYNC_READ_MAX_BYTES);
+  const big = pending.filter((index) => (files[index] as LocalFile).size > SYNC_READ_MAX_BYTES);
+  const hashOne = async (index: number, buffer: Buffer) => {
+    const file = files[index] as LocalFile;
+    const hashedAtMs = now();
+    const { entry, bytes } = await entryFor(root, file, buffer);
+    if (!unchangedSince(root, file)) throw changedWhileHashing(file.path);
+    entries[index] = entry;
+    stats.hashed++;
+    stats.bytesRead += bytes;
+    if (entry.type === "file") cache?.set(file.path, statKeyOf(file), entry.sha256, hashedAtMs);
+  };
+
+  const readBuffer = Buffer.allocUnsafe(SYNC_READ_MAX_BYTES);
+  for (let i = 0; i < small.length; i++) {
+    if (i % SYNC_READS_PER_TURN === SYNC_READS_PER_TURN - 1) await new Promise((r) => setImmediate(r));
+    await hashOne(small[i] as number, readBuffer);
+  }
   let next = 0;
   const worker = async () => {
     const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-    while (next < pending.length) {
-      const index = pending[next++] as number;
-      const file = files[index] as LocalFile;
-      const hashedAtMs = now();
-      const { entry, bytes } = await entryFor(root, file, buffer);
-      if (!unchangedSince(root, file)) throw changedWhileHashing(file.path);
-      entries[index] = entry;
-      stats.hashed++;
-      stats.bytesRead += bytes;
-      if (entry.type === "file") cache?.set(file.path, statKeyOf(file), entry.sha256, hashedAtMs);
-    }
+    while (next < big.length) await hashOne(big[next++] as number, buffer);
   };
-  const workers = Math.max(1, Math.min(options.concurrency ?? 8, pending.length));
+  const workers = Math.max(1, Math.min(options.concurrency ?? 8, big.length));
   await Promise.all(Array.from({ length: workers }, worker));
   return { entries, stats };
 }
