@@ -148,9 +148,9 @@ async function statAhead(
     // Let git's output drain now and then: a full pipe would stall its walk.
     if (i % 1024 === 1023) await new Promise((resolve) => setImmediate(resolve));
     try {
-      stats[i] = lstatSync(`${root}/${paths[i]}`, { throwIfNoEntry: false });
+      stats[i] = lstatSync(`${root}/${paths[i]}`);
     } catch {
-      // Not a file any more (ENOTDIR, EACCES, …): the manifest stats it again and says why.
+      // Gone, or not a file any more: the manifest stats it again and says why.
     }
   }
   const indexOf = sequentialIndex(paths);
