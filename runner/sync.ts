@@ -5,6 +5,7 @@
  * after a refused or interrupted apply.
  */
 import {
+  type BigIntStats,
   closeSync,
   fchmodSync,
   fstatSync,
@@ -445,18 +446,23 @@ class Apply {
       }
       renameSync(temp, host);
       renamed = true;
-      this.manifest.set(path, {
-        path,
-        type: "file",
-        mode,
-        size: content.length,
-        sha256: new Bun.CryptoHasher("sha256").update(content).digest("hex"),
-        stat: stamp(lstatSync(host, { bigint: true })),
-      });
-      this.written++;
+      this.recordSmallFile(path, mode, content, lstatSync(host, { bigint: true }));
     } finally {
       if (!renamed) rmSync(temp, { force: true });
     }
+  }
+
+  /** A small file now on disk, in the manifest: its content was in hand, so no re-read. */
+  private recordSmallFile(path: string, mode: number, content: Uint8Array, stat: BigIntStats): void {
+    this.manifest.set(path, {
+      path,
+      type: "file",
+      mode,
+      size: content.length,
+      sha256: new Bun.CryptoHasher("sha256").update(content).digest("hex"),
+      stat: stamp(stat),
+    });
+    this.written++;
   }
 
   /** writeSmallFile's in-place create; false when something appeared at `path` meanwhile. */
@@ -475,16 +481,7 @@ class Apply {
       while (offset < content.length) offset += writeSync(fd, content, offset, content.length - offset);
       // Explicit chmod, never through the umask: the fingerprint includes the mode.
       fchmodSync(fd, mode);
-      const stats = fstatSync(fd, { bigint: true });
-      this.manifest.set(path, {
-        path,
-        type: "file",
-        mode,
-        size: content.length,
-        sha256: new Bun.CryptoHasher("sha256").update(content).digest("hex"),
-        stat: stamp(stats),
-      });
-      this.written++;
+      this.recordSmallFile(path, mode, content, fstatSync(fd, { bigint: true }));
       done = true;
     } finally {
       closeSync(fd);

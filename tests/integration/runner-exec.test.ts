@@ -51,6 +51,39 @@ const pidFileReady = (path: string) => {
   }
 };
 
+/** 30 lines, 30 ms apart, then exit 3: long enough to drop the connection in the middle. */
+const REATTACH_COMMAND = "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo line-$i; sleep 0.03; done; exit 3";
+
+/**
+ * Reads an exec stream until 5 stdout events, drops the connection, reattaches after the last seq
+ * seen: every event exactly once, in order, and the whole output.
+ */
+async function expectReattachLosesNothing(
+  open: (signal: AbortSignal) => Promise<Response>,
+  decode: (body: ReadableStream<Uint8Array>) => AsyncIterable<ExecEvent>,
+  resume: (after: number) => Promise<ExecEvent[]>,
+): Promise<void> {
+  const controller = new AbortController();
+  const response = await open(controller.signal);
+  const first: ExecEvent[] = [];
+  try {
+    for await (const event of decode(response.body as ReadableStream<Uint8Array>)) {
+      first.push(event);
+      if (first.filter((e) => e.type === "stdout").length >= 5) {
+        controller.abort();
+        break;
+      }
+    }
+  } catch {
+    // aborted on purpose
+  }
+  const all = [...first, ...(await resume(first.at(-1)?.seq ?? 0))];
+  expect(all.map((event) => event.seq)).toEqual(all.map((_, index) => index + 1));
+  const outcome = summarize(all);
+  expect(text(outcome.stdout)).toBe(Array.from({ length: 30 }, (_, i) => `line-${i + 1}\n`).join(""));
+  expect(outcome.exit).toMatchObject({ exitCode: 3, reason: "exited" });
+}
+
 describe("runner basics", () => {
   test("--version prints version and protocol", () => {
     const result = spawnSync(process.execPath, [join(repoRoot, "runner/main.ts"), "--version"], {
@@ -218,28 +251,11 @@ describe("exec", () => {
   });
 
   test("disconnect, then reattach within the grace: every event exactly once", async () => {
-    const command = "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo line-$i; sleep 0.03; done; exit 3";
-    const controller = new AbortController();
-    const response = await postExec(runner, { execId: "reattach-1", command, workdir: W }, controller.signal);
-    const first: ExecEvent[] = [];
-    try {
-      for await (const event of decodeExecEvents(response.body as ReadableStream<Uint8Array>)) {
-        first.push(event);
-        if (first.filter((e) => e.type === "stdout").length >= 5) {
-          controller.abort();
-          break;
-        }
-      }
-    } catch {
-      // aborted on purpose
-    }
-    const last = first.at(-1)?.seq ?? 0;
-    const resumed = await readEvents(await fetch(`${runner.url}/v1/exec/reattach-1/events?after=${last}`));
-    const all = [...first, ...resumed];
-    expect(all.map((event) => event.seq)).toEqual(all.map((_, index) => index + 1));
-    const outcome = summarize(all);
-    expect(text(outcome.stdout)).toBe(Array.from({ length: 30 }, (_, i) => `line-${i + 1}\n`).join(""));
-    expect(outcome.exit).toMatchObject({ exitCode: 3, reason: "exited" });
+    await expectReattachLosesNothing(
+      (signal) => postExec(runner, { execId: "reattach-1", command: REATTACH_COMMAND, workdir: W }, signal),
+      decodeExecEvents,
+      async (after) => readEvents(await fetch(`${runner.url}/v1/exec/reattach-1/events?after=${after}`)),
+    );
   });
 
   test("a repeated execId reattaches instead of running the command twice", async () => {
@@ -411,28 +427,14 @@ describe("exec as binary frames", () => {
   });
 
   test("disconnect, then reattach with frames within the grace: every event exactly once", async () => {
-    const command = "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo line-$i; sleep 0.03; done; exit 3";
-    const controller = new AbortController();
-    const response = await postFrames({ execId: "frames-reattach", command, workdir: W }, controller.signal);
-    const first: ExecEvent[] = [];
-    try {
-      for await (const event of decodeExecFrames(response.body as ReadableStream<Uint8Array>)) {
-        first.push(event);
-        if (first.filter((e) => e.type === "stdout").length >= 5) {
-          controller.abort();
-          break;
-        }
-      }
-    } catch {
-      // aborted on purpose
-    }
-    const last = first.at(-1)?.seq ?? 0;
-    const url = `${runner.url}/v1/exec/frames-reattach/events?after=${last}`;
-    const all = [...first, ...(await readFrames(await fetch(url, { headers: FRAMES })))];
-    expect(all.map((event) => event.seq)).toEqual(all.map((_, index) => index + 1));
-    const outcome = summarize(all);
-    expect(text(outcome.stdout)).toBe(Array.from({ length: 30 }, (_, i) => `line-${i + 1}\n`).join(""));
-    expect(outcome.exit).toMatchObject({ exitCode: 3, reason: "exited" });
+    await expectReattachLosesNothing(
+      (signal) => postFrames({ execId: "frames-reattach", command: REATTACH_COMMAND, workdir: W }, signal),
+      decodeExecFrames,
+      async (after) =>
+        readFrames(
+          await fetch(`${runner.url}/v1/exec/frames-reattach/events?after=${after}`, { headers: FRAMES }),
+        ),
+    );
   });
 
   test("a slow frames client loses nothing; late readers of either encoding get the same last 8 MiB", async () => {
