@@ -1,6 +1,6 @@
 import { appendFileSync } from "node:fs";
 import { join } from "node:path";
-import { generateCorpus, git, rng } from "../lib/corpus.ts";
+import { commitCorpus, git, rng } from "../lib/corpus.ts";
 import { benchWorld } from "../lib/emulator.ts";
 import { atMostBaselinePlus, figure, measured, paired, ratioAtMost, timed } from "../lib/measure.ts";
 import type { Benchmark } from "../lib/types.ts";
@@ -40,9 +40,7 @@ const benchmark: Benchmark = {
     const spec = ctx.quick
       ? { files: 2000, bytes: 8_000_000, seed: 10 }
       : { files: 10_000, bytes: 40_000_000, seed: 10 };
-    const corpus = generateCorpus(world.repo, spec);
-    git(world.repo, ["add", "-A"]);
-    git(world.repo, ["commit", "-q", "-m", "corpus"]);
+    const corpus = commitCorpus(world.repo, spec);
     ctx.log(`repo: ${corpus.paths.length} files, ${corpus.bytes} bytes`);
     await world.warmup(SLUG);
     await world.crabbox(["run", "--id", SLUG, "--sync-only"]);

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { generateCorpus, git } from "../lib/corpus.ts";
+import { commitCorpus, git } from "../lib/corpus.ts";
 import { benchWorld } from "../lib/emulator.ts";
 import { figure, measured, paired, ratioAtMost, timed } from "../lib/measure.ts";
 import type { Benchmark } from "../lib/types.ts";
@@ -55,9 +55,7 @@ async function firstSyncRounds(
   const spec = ctx.quick
     ? { files: 600, bytes: 10_000_000, seed: 50 }
     : { files: 3000, bytes: 50_000_000, seed: 50 };
-  const corpus = generateCorpus(world.repo, spec);
-  git(world.repo, ["add", "-A"]);
-  git(world.repo, ["commit", "-q", "-m", "corpus"]);
+  const corpus = commitCorpus(world.repo, spec);
   const list = join(ctx.tmpdir("first-list"), "files");
   const files = git(world.repo, ["ls-files", "-z"]).split("\0").filter(Boolean);
   writeFileSync(list, `${files.join("\n")}\n`);

@@ -205,3 +205,11 @@ export function generateRepo(root: string, spec: CorpusSpec): Corpus {
   git(root, ["commit", "-q", "-m", `corpus seed ${spec.seed}`]);
   return corpus;
 }
+
+/** A generated corpus, committed: the checkout the sync benchmarks start from. */
+export function commitCorpus(repo: string, spec: CorpusSpec): Corpus {
+  const corpus = generateCorpus(repo, spec);
+  git(repo, ["add", "-A"]);
+  git(repo, ["commit", "-q", "-m", "corpus"]);
+  return corpus;
+}
