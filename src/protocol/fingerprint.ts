@@ -19,9 +19,14 @@ export function normalizeMode(mode: number): number {
   return mode & 0o777;
 }
 
+/** Mode text by permission bits, filled as modes are met: 10⁵ lines do not each format a number. */
+const MODE_TEXT: string[] = [];
+
 /** The mode as the fingerprint spells it: exactly 3 octal digits. */
 export function modeOctal(mode: number): string {
-  return normalizeMode(mode).toString(8).padStart(3, "0");
+  const bits = normalizeMode(mode);
+  MODE_TEXT[bits] ??= bits.toString(8).padStart(3, "0");
+  return MODE_TEXT[bits];
 }
 
 /** The mode an entry of this type takes part in the fingerprint with. */
@@ -51,13 +56,10 @@ function compareBytes(left: Uint8Array, right: Uint8Array): number {
   return left.length - right.length;
 }
 
-/** Mode text by permission bits, so 10⁵ lines do not each format an octal number. */
-const MODE_TEXT = Array.from({ length: 0o1000 }, (_, mode) => mode.toString(8).padStart(3, "0"));
-
 /** One manifest line, without hashing: useful for diagnostics and tests. */
 export function fingerprintLine(entry: ManifestEntry): string {
   const kind = entry.type === "symlink" ? "l" : "f";
-  return `${entry.path}\0${kind}\0${MODE_TEXT[entryMode(entry)]}\0${entry.size}\0${entry.sha256}\n`;
+  return `${entry.path}\0${kind}\0${modeOctal(entryMode(entry))}\0${entry.size}\0${entry.sha256}\n`;
 }
 
 /** A UTF-16 surrogate: the one case where string order and UTF-8 byte order can disagree. */

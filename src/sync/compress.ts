@@ -1,6 +1,17 @@
-import * as zlib from "node:zlib";
 import { CrabboxError, usageError } from "../core/errors.ts";
 import type { SyncEncoding } from "../protocol/types.ts";
+
+type Zlib = typeof import("node:zlib");
+let zlibModule: Zlib | undefined;
+
+/**
+ * node:zlib, loaded on first use: under Bun loading it costs ~20 ms, and a warm rerun — which
+ * reads the compression setting but sends nothing — never needs it.
+ */
+function nodeZlib(): Zlib {
+  zlibModule ??= process.getBuiltinModule("node:zlib") as Zlib;
+  return zlibModule;
+}
 
 /**
  * Streaming compression for sync bodies. Bun's libdeflate (`Bun.gzipSync`) is about twice as fast
@@ -94,7 +105,7 @@ export function compressionImplementation(choice: CompressionChoice): string {
   if (choice.encoding === "identity") return "identity";
   const bun = choice.portable ? undefined : bunCompression();
   if (choice.encoding === "gzip") return bun ? "libdeflate-blocks" : "zlib-stream";
-  if (typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress === "function")
+  if (typeof (nodeZlib() as { createZstdCompress?: unknown }).createZstdCompress === "function")
     return "zstd-stream";
   return bun ? "zstd-blocks" : "unavailable";
 }
@@ -217,6 +228,7 @@ export function decompressStream(
   source: ReadableStream<Uint8Array>,
   encoding: Exclude<SyncEncoding, "identity">,
 ): ReadableStream<Uint8Array> {
+  const zlib = nodeZlib();
   const createZstd = (zlib as { createZstdDecompress?: (options: object) => NodeTransform })
     .createZstdDecompress;
   if (encoding === "gzip") {
@@ -245,6 +257,7 @@ export function compressStream(
 ): ReadableStream<Uint8Array> {
   const recycle = options.recycle;
   if (choice.encoding === "identity") return source;
+  const zlib = nodeZlib();
   const bun = choice.portable ? undefined : bunCompression();
   if (choice.encoding === "gzip") {
     const level = choice.level ?? 6;
