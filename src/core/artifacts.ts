@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import {
   lstat,
   mkdir,
@@ -13,6 +12,7 @@ import {
 } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { relativePathProblem } from "../protocol/paths.ts";
+import { randomHex } from "./crypto.ts";
 import { usageError } from "./errors.ts";
 
 /**
@@ -180,10 +180,7 @@ export async function createArtifactWriter(dir: string): Promise<ArtifactWriter>
       await ensureDirs(segments.slice(0, -1));
       const target = join(root, ...segments);
       await clear(target);
-      const temp = join(
-        dirname(target),
-        `.${basename(target)}.crabbox-tmp-${randomBytes(6).toString("hex")}`,
-      );
+      const temp = join(dirname(target), `.${basename(target)}.crabbox-tmp-${randomHex(6)}`);
       const handle = await open(temp, "wx", 0o600);
       let bytes = 0;
       try {

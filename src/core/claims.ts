@@ -1,6 +1,6 @@
-import { randomBytes } from "node:crypto";
 import { readdir, readFile, unlink } from "node:fs/promises";
 import { basename } from "node:path";
+import { randomHex } from "./crypto.ts";
 import { CrabboxError, ExitCode, usageError } from "./errors.ts";
 import { withLock } from "./lock.ts";
 import { claimFile, claimLockFile, claimsDir, slugLockFile } from "./paths.ts";
@@ -70,7 +70,7 @@ export const LEASE_ID_RE = /^cbx_[a-f0-9]{12}$/;
 
 /** `cbx_` + 12 lowercase hex from 6 random bytes. */
 export function newLeaseId(): string {
-  return `cbx_${randomBytes(6).toString("hex")}`;
+  return `cbx_${randomHex(6)}`;
 }
 
 export function isLeaseId(text: string): boolean {
@@ -91,7 +91,7 @@ export function claimTimestamp(date: Date = new Date()): string {
 }
 
 function newRevision(): string {
-  return randomBytes(16).toString("hex");
+  return randomHex(16);
 }
 
 function sortedLabels(labels: Record<string, string>): Record<string, string> {

@@ -1,8 +1,8 @@
-import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { constants } from "node:os";
 import { basename, dirname, join } from "node:path";
+import { randomHex } from "./crypto.ts";
 import { CrabboxError, describeError, ExitCode } from "./errors.ts";
 import { interruptSignalOf } from "./interrupt.ts";
 
@@ -142,7 +142,7 @@ export interface SummaryCollector extends RunRecorder {
 }
 
 export function newRunId(): string {
-  return `run_${randomBytes(6).toString("hex")}`;
+  return `run_${randomHex(6)}`;
 }
 
 export function createRunSummary(options: { runId?: string; now?: () => number } = {}): SummaryCollector {
@@ -267,7 +267,7 @@ function serialize(summary: RunSummary): string {
 export async function writeRunSummary(file: string, summary: RunSummary): Promise<void> {
   const dir = dirname(file);
   await mkdir(dir, { recursive: true });
-  const temp = join(dir, `.${basename(file)}.tmp-${randomBytes(6).toString("hex")}`);
+  const temp = join(dir, `.${basename(file)}.tmp-${randomHex(6)}`);
   try {
     await writeFile(temp, serialize(summary), { mode: 0o644 });
     await rename(temp, file);

@@ -1,6 +1,6 @@
-import { randomBytes } from "node:crypto";
 import { mkdir, open, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { randomHex } from "./crypto.ts";
 
 /** Creates a state directory (and its parents) readable by the user only. */
 export async function ensurePrivateDir(dir: string): Promise<void> {
@@ -15,7 +15,7 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
   const dir = dirname(path);
   await ensurePrivateDir(dir);
-  const temp = join(dir, `.${basename(path)}.tmp-${randomBytes(6).toString("hex")}`);
+  const temp = join(dir, `.${basename(path)}.tmp-${randomHex(6)}`);
   const handle = await open(temp, "wx", mode);
   try {
     try {

@@ -6,7 +6,7 @@
  *   sha256 hex over, per entry sorted by path BYTES:
  *   `<path>\0<f|l>\0<mode: 3 octal digits>\0<size>\0<sha256 of content or of link target>\n`
  */
-import { createHash } from "node:crypto";
+import { sha256 } from "../core/crypto.ts";
 import type { ManifestEntry } from "./types.ts";
 
 /** Symlink modes are meaningless and differ by OS (macOS reports 755, Linux 777); always 777. */
@@ -75,7 +75,7 @@ export function fingerprint(entries: readonly ManifestEntry[]): string {
       return hashLines(sortEntries(entries));
     }
   }
-  const hash = createHash("sha256");
+  const hash = sha256();
   let batch = "";
   for (let i = 0; i < entries.length; i++) {
     batch += fingerprintLine(entries[i] as ManifestEntry);
@@ -86,12 +86,12 @@ export function fingerprint(entries: readonly ManifestEntry[]): string {
       batch = "";
     }
   }
-  return hash.digest("hex");
+  return hash.hex();
 }
 
 /** The fingerprint of entries in byte order; a duplicate path is a caller bug. */
 function hashLines(entries: readonly ManifestEntry[]): string {
-  const hash = createHash("sha256");
+  const hash = sha256();
   let previous: string | undefined;
   let batch = "";
   for (const entry of entries) {
@@ -105,12 +105,12 @@ function hashLines(entries: readonly ManifestEntry[]): string {
     }
   }
   hash.update(batch);
-  return hash.digest("hex");
+  return hash.hex();
 }
 
 /** sha256 hex of bytes or a string (UTF-8): the content hash of files and of symlink targets. */
 export function sha256Hex(data: Uint8Array | string): string {
-  return createHash("sha256").update(data).digest("hex");
+  return sha256().update(data).hex();
 }
 
 /** The manifest entry for a symlink: size and hash describe the target string's UTF-8 bytes. */

@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { sha256Hex } from "../core/crypto.ts";
 import { writeFileAtomic } from "../core/state.ts";
 import { type HashCache, isRacy, RACY_GRANULARITY_MS, type StatKey, sameStatKey } from "./hash.ts";
 import { sequentialIndex } from "./paths.ts";
@@ -186,7 +186,7 @@ export interface PersistentHashCache extends HashCache {
 
 /** `<state>/sync-cache/<sha256(repo root)>.cache`: one file per checkout. */
 export function hashCacheFile(stateDir: string, repoRoot: string): string {
-  const id = createHash("sha256").update(repoRoot).digest("hex").slice(0, 32);
+  const id = sha256Hex(repoRoot).slice(0, 32);
   return join(stateDir, "sync-cache", `${id}.cache`);
 }
 

@@ -1,8 +1,8 @@
-import { createHash } from "node:crypto";
 import { closeSync, lstatSync, openSync, readlinkSync, readSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { setImmediate } from "node:timers";
+import { sha256 } from "../core/crypto.ts";
 import { CrabboxError, ExitCode } from "../core/errors.ts";
 import { symlinkEntry } from "../protocol/fingerprint.ts";
 import type { ManifestEntry } from "../protocol/types.ts";
@@ -66,7 +66,7 @@ const SYNC_READS_PER_TURN = 64;
 async function hashFile(absolute: string, buffer: Buffer): Promise<{ sha256: string; bytes: number }> {
   const handle = await open(absolute, "r");
   try {
-    const hash = createHash("sha256");
+    const hash = sha256();
     let bytes = 0;
     for (;;) {
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
@@ -74,7 +74,7 @@ async function hashFile(absolute: string, buffer: Buffer): Promise<{ sha256: str
       hash.update(buffer.subarray(0, bytesRead));
       bytes += bytesRead;
     }
-    return { sha256: hash.digest("hex"), bytes };
+    return { sha256: hash.hex(), bytes };
   } finally {
     await handle.close();
   }
@@ -83,7 +83,7 @@ async function hashFile(absolute: string, buffer: Buffer): Promise<{ sha256: str
 function hashFileSync(absolute: string, buffer: Buffer): { sha256: string; bytes: number } {
   const fd = openSync(absolute, "r");
   try {
-    const hash = createHash("sha256");
+    const hash = sha256();
     let bytes = 0;
     for (;;) {
       const read = readSync(fd, buffer, 0, buffer.length, null);
@@ -91,7 +91,7 @@ function hashFileSync(absolute: string, buffer: Buffer): { sha256: string; bytes
       hash.update(buffer.subarray(0, read));
       bytes += read;
     }
-    return { sha256: hash.digest("hex"), bytes };
+    return { sha256: hash.hex(), bytes };
   } finally {
     closeSync(fd);
   }

@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { lstatSync, readFileSync, type Stats } from "node:fs";
 import { join } from "node:path";
+import { sha256Hex } from "../core/crypto.ts";
 import { CrabboxError, ExitCode } from "../core/errors.ts";
 import { commit, version } from "../core/version.ts";
 import { relativePathProblem } from "../protocol/paths.ts";
@@ -140,7 +140,7 @@ async function listGitPaths(
         : undefined,
     });
   }
-  return { stdout: result.stdout, digest: createHash("sha256").update(result.stdout).digest("hex") };
+  return { stdout: result.stdout, digest: sha256Hex(result.stdout) };
 }
 
 function parseListing(stdout: Buffer): ParsedListing {
@@ -278,9 +278,7 @@ function memoFor(memo: unknown, key: string): Candidates | undefined {
 
 /** What a listing's candidates depend on besides git's output: the rules and this crabbox. */
 function rulesKey(digest: string, rules: Parameters<typeof compileExcludes>[0]): string {
-  return createHash("sha256")
-    .update(JSON.stringify([MEMO_VERSION, version, commit, digest, BUILTIN_EXCLUDES, rules]))
-    .digest("hex");
+  return sha256Hex(JSON.stringify([MEMO_VERSION, version, commit, digest, BUILTIN_EXCLUDES, rules]));
 }
 
 const MEMO_VERSION = 1;

@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { sha256Hex } from "../core/crypto.ts";
 import { writeFileAtomic } from "../core/state.ts";
 import { symlinkEntry } from "../protocol/fingerprint.ts";
 import { EMPTY_FINGERPRINT, type ManifestEntry } from "../protocol/types.ts";
@@ -37,7 +37,7 @@ interface RememberedHeader {
 /** MicroVM ids are plain; anything else is hashed so it can never name another path. */
 function safeName(text: string): string {
   if (/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/.test(text)) return text;
-  return createHash("sha256").update(text).digest("hex").slice(0, 32);
+  return sha256Hex(text).slice(0, 32);
 }
 
 export function rememberedDir(stateDir: string, microvmId: string): string {
@@ -45,7 +45,7 @@ export function rememberedDir(stateDir: string, microvmId: string): string {
 }
 
 export function rememberedFile(stateDir: string, microvmId: string, workdir: string): string {
-  const id = createHash("sha256").update(workdir).digest("hex").slice(0, 32);
+  const id = sha256Hex(workdir).slice(0, 32);
   return join(rememberedDir(stateDir, microvmId), `${id}.json`);
 }
 
@@ -93,8 +93,7 @@ export async function loadRemembered(
     const newline = text.indexOf("\n");
     const body = text.slice(newline + 1);
     header = JSON.parse(text.slice(0, newline));
-    if (newline === -1 || header?.checksum !== createHash("sha256").update(body).digest("hex"))
-      return undefined;
+    if (newline === -1 || header?.checksum !== sha256Hex(body)) return undefined;
     stored = JSON.parse(body);
   } catch {
     return undefined;
@@ -131,7 +130,7 @@ export async function saveRemembered(
     microvmId,
     workdir,
     fingerprint: remote.fingerprint,
-    checksum: createHash("sha256").update(body).digest("hex"),
+    checksum: sha256Hex(body),
   };
   await writeFileAtomic(
     rememberedFile(stateDir, microvmId, workdir),

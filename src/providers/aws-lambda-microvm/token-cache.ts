@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { chmod, mkdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { sha256Hex } from "../../core/crypto.ts";
 import { writeFileAtomic } from "../../core/state.ts";
 import type { DataPlaneToken, TokenProvider } from "./http.ts";
 
@@ -45,7 +45,7 @@ export function tokenCacheDir(env: Readonly<Record<string, string | undefined>>,
 /** MicroVM ids are plain (`microvm-…`); anything else is hashed so it can never name another path. */
 function fileName(microvmId: string): string {
   if (/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/.test(microvmId)) return `${microvmId}.json`;
-  return `${createHash("sha256").update(microvmId).digest("hex").slice(0, 32)}.json`;
+  return `${sha256Hex(microvmId).slice(0, 32)}.json`;
 }
 
 function parse(text: string): CachedToken | undefined {
