@@ -11,13 +11,13 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, posix } from "node:path";
 import { parseRunnerDockerfile, type RunnerDockerfile } from "../image/dockerfile.ts";
+import { readZip, type ZipEntry } from "../image/zip.ts";
 import type { Emulator } from "./context.ts";
 import { HOOK_PATH, launchRunner, portSocket } from "./launch.ts";
 import { killVm, untrackGroup } from "./processes.ts";
 import { objectPath } from "./s3.ts";
 import { forgetVm, recordVm } from "./state.ts";
 import type { Backend, ImageRecord, ImageVersion } from "./types.ts";
-import { readZip, type ZipEntry } from "./zip.ts";
 
 class BuildFailure extends Error {
   constructor(

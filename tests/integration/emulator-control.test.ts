@@ -41,7 +41,7 @@ import {
   ValidationException,
 } from "@aws-sdk/client-lambda-microvms";
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { writeZip } from "../../src/emulator/zip.ts";
+import { writeZip } from "../../src/image/zip.ts";
 import {
   RUNNER_IMAGE,
   runMicrovm,

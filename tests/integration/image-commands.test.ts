@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { writeZip } from "../../scripts/package-runner.ts";
+import { writeZip } from "../../src/image/zip.ts";
 import { RUNNER_IMAGE, startEmulator, stopAllEmulators, type TestEmulator } from "../support/emulator.ts";
 import { type Home, home, requireBinary } from "./cli-harness.ts";
 

@@ -11,7 +11,6 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { signAdhoc } from "../../scripts/macho.ts";
-import { writeZip } from "../../scripts/package-runner.ts";
 import {
   allTargets,
   BUILD_MANIFEST,
@@ -19,6 +18,7 @@ import {
   binaryPath,
   releaseDirs,
 } from "../../scripts/release/layout.ts";
+import { writeZip } from "../../src/image/zip.ts";
 import { fakeMachO } from "../unit/release/macho-fixture.ts";
 import { repoRoot } from "./cli-harness.ts";
 

@@ -23,8 +23,8 @@ import {
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { compile } from "../../scripts/build.ts";
 import { packageRunner } from "../../scripts/package-runner.ts";
-import { writeZip } from "../../src/emulator/zip.ts";
 import { runnerImageHooks } from "../../src/image/hooks.ts";
+import { writeZip } from "../../src/image/zip.ts";
 import {
   dataFetch,
   execIn,

@@ -24,7 +24,7 @@ import {
   runnerZipName,
 } from "../../scripts/release/layout.ts";
 import { archiveBinary } from "../../scripts/release.ts";
-import { readZip } from "../../src/emulator/zip.ts";
+import { readZip } from "../../src/image/zip.ts";
 
 // Four ~110 MB compiles, two packs of ~450 MB and qemu-user runs of a Bun binary take minutes.
 setDefaultTimeout(300_000);

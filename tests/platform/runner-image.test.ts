@@ -8,9 +8,9 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { inflateRawSync } from "node:zlib";
+import { crc32, inflateRawSync } from "node:zlib";
 import { repoRoot } from "../../scripts/bun-runtime.ts";
-import { crc32, packageRunner, RUNNER_BINARY_NAME } from "../../scripts/package-runner.ts";
+import { packageRunner, RUNNER_BINARY_NAME } from "../../scripts/package-runner.ts";
 import { parseRunnerDockerfile } from "../../src/image/dockerfile.ts";
 
 // qemu-user runs a 110 MB Bun binary slowly; bun test's 5 s default is too tight.

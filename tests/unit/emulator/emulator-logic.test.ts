@@ -10,8 +10,8 @@ import { AwsChunkedDecoder, objectPath } from "../../../src/emulator/s3.ts";
 import { allowsPort } from "../../../src/emulator/tokens.ts";
 import { Violations } from "../../../src/emulator/validate.ts";
 import { ApiError } from "../../../src/emulator/wire.ts";
-import { readZip, writeZip } from "../../../src/emulator/zip.ts";
 import { parseRunnerDockerfile } from "../../../src/image/dockerfile.ts";
+import { readZip, writeZip } from "../../../src/image/zip.ts";
 
 describe("fault specs", () => {
   test("kinds, values, targets and limits", () => {
@@ -163,7 +163,7 @@ describe("S3 pieces", () => {
 });
 
 describe("image artifacts", () => {
-  test("zip round trip keeps names, bytes and modes", () => {
+  test("zip round trip keeps names, bytes and modes; members are written sorted by name", () => {
     const data = new TextEncoder().encode("x".repeat(10_000));
     const entries = readZip(
       writeZip([
@@ -172,8 +172,8 @@ describe("image artifacts", () => {
       ]),
     );
     expect(entries.map((entry) => [entry.name, entry.data.length, entry.mode])).toEqual([
-      ["dir/runner", 10_000, 0o755],
       ["Dockerfile", 10_000, 0o644],
+      ["dir/runner", 10_000, 0o755],
     ]);
     expect(() => readZip(new Uint8Array(100))).toThrow("not a zip archive");
   });

@@ -1,6 +1,8 @@
 /**
- * Just enough ZIP for image artifacts: read stored/deflated entries with their unix modes, and write
- * them (tests build artifacts with it). No zip64: an artifact over 4 GiB is refused as
+ * Just enough ZIP for image artifacts: the emulator reads stored/deflated entries with their unix
+ * modes; `npm run package:runner` (and tests) write them. Written archives are deterministic —
+ * members sorted by name, a fixed 1980-01-01 timestamp, UTF-8 names — so two packagings of the
+ * same inputs give the same bytes. No zip64: an artifact over 4 GiB is refused as
  * ARCHIVE_INVALID, far beyond any runner image.
  */
 import { crc32, deflateRawSync, inflateRawSync } from "node:zlib";
@@ -19,6 +21,8 @@ export class ZipError extends Error {
 const EOCD = 0x06054b50;
 const CENTRAL = 0x02014b50;
 const LOCAL = 0x04034b50;
+/** General-purpose flag bit 11: names are UTF-8. */
+const UTF8_NAMES = 0x0800;
 /** 1980-01-01, the earliest valid MS-DOS date (all-zero is not a date). */
 const DOS_EPOCH = (1 << 5) | 1;
 
@@ -70,13 +74,16 @@ export function readZip(bytes: Uint8Array): ZipEntry[] {
   return entries;
 }
 
-export function writeZip(entries: ZipEntry[]): Uint8Array {
+export function writeZip(members: readonly ZipEntry[]): Uint8Array {
+  const entries = [...members].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const locals: Uint8Array[] = [];
   const centrals: Uint8Array[] = [];
   let offset = 0;
   for (const entry of entries) {
+    if (entry.data.length >= 0xffffffff)
+      throw new ZipError(`${entry.name} is too large for a zip without zip64`);
     const name = new TextEncoder().encode(entry.name);
-    const deflated = new Uint8Array(deflateRawSync(entry.data));
+    const deflated = new Uint8Array(deflateRawSync(entry.data, { level: 6 }));
     const stored = deflated.length >= entry.data.length;
     const body = stored ? entry.data : deflated;
     const crc = crc32(entry.data);
@@ -84,6 +91,7 @@ export function writeZip(entries: ZipEntry[]): Uint8Array {
     const lv = new DataView(local.buffer);
     lv.setUint32(0, LOCAL, true);
     lv.setUint16(4, 20, true);
+    lv.setUint16(6, UTF8_NAMES, true);
     lv.setUint16(8, stored ? 0 : 8, true);
     lv.setUint16(12, DOS_EPOCH, true);
     lv.setUint32(14, crc, true);
@@ -96,6 +104,7 @@ export function writeZip(entries: ZipEntry[]): Uint8Array {
     cv.setUint32(0, CENTRAL, true);
     cv.setUint16(4, (3 << 8) | 20, true);
     cv.setUint16(6, 20, true);
+    cv.setUint16(8, UTF8_NAMES, true);
     cv.setUint16(10, stored ? 0 : 8, true);
     cv.setUint16(14, DOS_EPOCH, true);
     cv.setUint32(16, crc, true);
