@@ -1,3 +1,4 @@
+import { afterAll, afterEach, beforeAll, setDefaultTimeout } from "bun:test";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
   existsSync,
@@ -11,7 +12,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ListMicrovmsCommand } from "@aws-sdk/client-lambda-microvms";
-import { RUNNER_IMAGE, type TestEmulator } from "../support/emulator.ts";
+import { type EmulatorOptions, RUNNER_IMAGE, startEmulator, type TestEmulator } from "../support/emulator.ts";
 import { binary, requireBinary } from "./cli-harness.ts";
 
 /**
@@ -155,6 +156,54 @@ export function sandbox(emu: TestEmulator): Sandbox {
     },
     cleanup() {
       rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ProviderSuite {
+  /** The file's emulator (started in beforeAll, so only call this inside a test or hook). */
+  emu(): TestEmulator;
+  /** A fresh sandbox against that emulator, holding the suite's starter files, removed in afterAll. */
+  box(): Sandbox;
+}
+
+/**
+ * The fixture of a test file that drives `dist/crabbox` against one emulator. Called once at the
+ * top level of the file, it registers that file's hooks: the emulator starts before its tests,
+ * every child a test left is killed after it (and, with `testApi`, the emulator's faults are
+ * cleared, so one test's faults never reach the next), and everything is removed at the end.
+ * `files` are written into every box's checkout.
+ */
+export function providerSuite(options: EmulatorOptions, files: Record<string, string> = {}): ProviderSuite {
+  // Each test drives several CLI processes and MicroVMs; bun's 5 s default is too tight under load.
+  setDefaultTimeout(60_000);
+  let emulator: TestEmulator | undefined;
+  const boxes: Sandbox[] = [];
+  const emu = () => {
+    if (!emulator) throw new Error("the emulator is not running: call emu() inside a test");
+    return emulator;
+  };
+
+  beforeAll(async () => {
+    emulator = await startEmulator(options);
+  });
+  afterEach(async () => {
+    killChildren();
+    if (options.testApi && emulator) await setFaults(emulator, []);
+  });
+  afterAll(async () => {
+    killChildren();
+    for (const box of boxes) box.cleanup();
+    await emulator?.stop();
+  });
+
+  return {
+    emu,
+    box() {
+      const made = sandbox(emu());
+      boxes.push(made);
+      for (const [path, content] of Object.entries(files)) made.write(path, content);
+      return made;
     },
   };
 }

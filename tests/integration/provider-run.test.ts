@@ -4,49 +4,18 @@
  * and git checkouts. What a user sees: remote output on stdout untouched, crabbox's lines on
  * stderr, the remote exit code, and no MicroVM left behind by a one-shot run.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TerminateMicrovmCommand } from "@aws-sdk/client-lambda-microvms";
-import { startEmulator, type TestEmulator } from "../support/emulator.ts";
-import {
-  killChildren,
-  liveMicrovms,
-  microvmIdOf,
-  type Sandbox,
-  sandbox,
-  setFaults,
-} from "./provider-run-harness.ts";
+import { liveMicrovms, microvmIdOf, providerSuite, setFaults } from "./provider-run-harness.ts";
 
-// Each test drives several CLI processes and MicroVMs; bun's 5 s default is too tight under load.
-setDefaultTimeout(60_000);
-
-let emu: TestEmulator;
-const boxes: Sandbox[] = [];
-
-beforeAll(async () => {
-  emu = await startEmulator({ binary: "dist", testApi: true });
-});
-afterEach(async () => {
-  killChildren();
-  await setFaults(emu, []);
-});
-afterAll(async () => {
-  killChildren();
-  for (const box of boxes) box.cleanup();
-  await emu?.stop();
-});
-
-function box(): Sandbox {
-  const made = sandbox(emu);
-  boxes.push(made);
-  return made;
-}
+const { emu, box } = providerSuite({ binary: "dist", testApi: true });
 
 async function expectNoLiveMicrovm(id: string): Promise<void> {
-  expect((await liveMicrovms(emu)).map((vm) => vm.microvmId)).not.toContain(id);
+  expect((await liveMicrovms(emu())).map((vm) => vm.microvmId)).not.toContain(id);
 }
 
 describe("one-shot run", () => {
@@ -65,7 +34,7 @@ describe("one-shot run", () => {
     expect(Buffer.from(result.stdout, "latin1").length).toBeGreaterThan(0);
     expect(result.stdout.startsWith("sync-proof\n")).toBe(true);
     expect(result.stderr).toContain("sync candidate: 2 files, 18 B");
-    expect(result.stderr).toContain(`emulator mode: control plane ${emu.url}`);
+    expect(result.stderr).toContain(`emulator mode: control plane ${emu().url}`);
     expect(result.stderr).toMatch(
       /provisioning provider=aws-lambda-microvm lease=cbx_[a-f0-9]{12} slug=\S+ region=us-east-1 image=\S+ keep=false/,
     );
@@ -297,7 +266,7 @@ describe("retained leases", () => {
     expect(failed.stderr).toContain("stop: crabbox stop --provider aws-lambda-microvm kof");
     const [claim] = b.claims() as { labels: Record<string, string>; cloudID: string }[];
     expect(claim?.labels.keep).toBe("true");
-    expect((await liveMicrovms(emu)).map((vm) => vm.microvmId)).toContain(claim?.cloudID as string);
+    expect((await liveMicrovms(emu())).map((vm) => vm.microvmId)).toContain(claim?.cloudID as string);
     expect((await b.crabbox(["stop", "kof"])).code).toBe(0);
   });
 
@@ -319,7 +288,7 @@ describe("retained leases", () => {
 describe("readiness and the data plane", () => {
   test("a MicroVM that ends while crabbox waits for it → exit 5 with AWS's reason, no claim left", async () => {
     const b = box();
-    await setFaults(emu, ["slow-boot-ms=20000@RunMicrovm,count=1"]);
+    await setFaults(emu(), ["slow-boot-ms=20000@RunMicrovm,count=1"]);
     const run = b.start(["run", "--no-sync", "--", "true"]);
     let microvm: string | undefined;
     for (let i = 0; i < 200 && !microvm; i++) {
@@ -327,30 +296,34 @@ describe("readiness and the data plane", () => {
       if (!microvm) await Bun.sleep(20);
     }
     expect(microvm).toBeTruthy();
-    await emu.client().send(new TerminateMicrovmCommand({ microvmIdentifier: microvm }));
+    await emu()
+      .client()
+      .send(new TerminateMicrovmCommand({ microvmIdentifier: microvm }));
     const result = await run.exited;
     expect(result.code).toBe(5);
     expect(result.stderr).toContain(`AWS Lambda MicroVM ${microvm} entered TERMINAT`);
     expect(result.stderr).toContain("TerminateMicrovm request");
     expect(b.claims()).toEqual([]);
-    expect(await liveMicrovms(emu)).toEqual([]);
+    expect(await liveMicrovms(emu())).toEqual([]);
   });
 
   test("502s from the proxy while the MicroVM warms up are retried", async () => {
     const b = box();
-    await setFaults(emu, ["first-request-502"]);
+    await setFaults(emu(), ["first-request-502"]);
     const result = await b.crabbox(["run", "--no-sync", "--", "echo", "warmed"]);
     expect(result.code).toBe(0);
     expect(result.stdout).toBe("warmed\n");
     const vm = microvmIdOf(result.stderr.split("\nleased ")[1] as string);
-    const health = emu.records().filter((r) => r.microvmId === vm && r.path === "/health");
+    const health = emu()
+      .records()
+      .filter((r) => r.microvmId === vm && r.path === "/health");
     expect(health[0]?.status).toBe(502);
     expect(health.at(-1)?.status).toBe(200);
   });
 
   test("a stream cut mid-command reattaches: no gap, no duplicate, the command runs once", async () => {
     const b = box();
-    await setFaults(emu, ["cut-stream-after=300@/v1/exec,count=1"]);
+    await setFaults(emu(), ["cut-stream-after=300@/v1/exec,count=1"]);
     const result = await b.crabbox([
       "run",
       "--no-sync",
@@ -363,7 +336,9 @@ describe("readiness and the data plane", () => {
     const lines = result.stdout.trim().split("\n");
     expect(lines.slice(0, 200)).toEqual(Array.from({ length: 200 }, (_, i) => `line ${i + 1}`));
     expect(lines[200]?.trim()).toBe("1");
-    const exec = emu.records().filter((r) => r.plane === "data" && r.path.startsWith("/v1/exec"));
+    const exec = emu()
+      .records()
+      .filter((r) => r.plane === "data" && r.path.startsWith("/v1/exec"));
     expect(exec.some((r) => r.error !== undefined)).toBe(true);
     expect(exec.some((r) => /^\/v1\/exec\/run_[a-f0-9]{12}\/events/.test(r.path))).toBe(true);
   });
@@ -443,7 +418,7 @@ describe("leases and their claims", () => {
 
   test("when TerminateMicrovm fails, a recovery claim and the exact stop command remain", async () => {
     const b = box();
-    await setFaults(emu, ["internal@TerminateMicrovm"]);
+    await setFaults(emu(), ["internal@TerminateMicrovm"]);
     const run = await b.crabbox(["run", "--no-sync", "--", "echo", "done"]);
     expect(run.code).toBe(0);
     expect(run.stdout).toBe("done\n");
@@ -458,14 +433,14 @@ describe("leases and their claims", () => {
     expect(claim?.labels.keep).toBe("false");
 
     // A rollback (here: AWS handed out an endpoint outside the allow-list) takes the same way out.
-    await setFaults(emu, ["internal@TerminateMicrovm", "endpoint=evil.example.com@RunMicrovm,count=1"]);
+    await setFaults(emu(), ["internal@TerminateMicrovm", "endpoint=evil.example.com@RunMicrovm,count=1"]);
     const refused = await b.crabbox(["run", "--no-sync", "--", "true"]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain("error: invalid AWS Lambda MicroVM endpoint for region us-east-1");
     expect(refused.stderr).toContain("warning: rollback termination failed for AWS Lambda MicroVM");
     expect(b.claims()).toHaveLength(2);
 
-    await setFaults(emu, []);
+    await setFaults(emu(), []);
     expect((await b.crabbox(["stop", leaseId])).code).toBe(0);
     await expectNoLiveMicrovm(microvm);
     const rest = b.claims()[0] as { leaseID: string };

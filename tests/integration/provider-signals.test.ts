@@ -3,50 +3,26 @@
  * MicroVM is still provisioning or while the command runs ends with exit 130 and no running
  * MicroVM; `kill -9` leaves a claim that `crabbox cleanup` recognises as abandoned and terminates.
  */
-import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { startEmulator, type TestEmulator } from "../support/emulator.ts";
-import { killChildren, liveMicrovms, type Sandbox, sandbox, setFaults } from "./provider-run-harness.ts";
+import { expect, test } from "bun:test";
+import { liveMicrovms, providerSuite, setFaults } from "./provider-run-harness.ts";
 
-// Each test drives several CLI processes and MicroVMs; bun's 5 s default is too tight under load.
-setDefaultTimeout(60_000);
-
-let emu: TestEmulator;
-const boxes: Sandbox[] = [];
-
-beforeAll(async () => {
-  emu = await startEmulator({ binary: "dist", testApi: true });
-});
-afterEach(async () => {
-  killChildren();
-  await setFaults(emu, []);
-});
-afterAll(async () => {
-  killChildren();
-  for (const box of boxes) box.cleanup();
-  await emu?.stop();
-});
-
-function box(): Sandbox {
-  const made = sandbox(emu);
-  boxes.push(made);
-  return made;
-}
+const { emu, box } = providerSuite({ binary: "dist", testApi: true });
 
 /** Polls until no MicroVM is live (terminations are asynchronous on AWS too). */
 async function expectNoLiveMicrovms(): Promise<void> {
-  for (let i = 0; i < 100 && (await liveMicrovms(emu)).length > 0; i++) await Bun.sleep(50);
-  expect(await liveMicrovms(emu)).toEqual([]);
+  for (let i = 0; i < 100 && (await liveMicrovms(emu())).length > 0; i++) await Bun.sleep(50);
+  expect(await liveMicrovms(emu())).toEqual([]);
 }
 
 /** Polls until the VM's processes (runner and whatever it started) are gone. */
 async function expectNoVmProcesses(): Promise<void> {
-  for (let i = 0; i < 100 && emu.vmProcesses().length > 0; i++) await Bun.sleep(50);
-  expect(emu.vmProcesses()).toEqual([]);
+  for (let i = 0; i < 100 && emu().vmProcesses().length > 0; i++) await Bun.sleep(50);
+  expect(emu().vmProcesses()).toEqual([]);
 }
 
 test("Ctrl-C while the MicroVM is provisioning: rolled back, exit 130, no claim", async () => {
   const b = box();
-  await setFaults(emu, ["slow-boot-ms=20000@RunMicrovm,count=1"]);
+  await setFaults(emu(), ["slow-boot-ms=20000@RunMicrovm,count=1"]);
   const run = b.start(["run", "--no-sync", "--", "true"]);
   await run.waitFor(/^provisioning /m);
   // Wait until the claim has its MicroVM id: the interesting window is "created, not ready".
@@ -125,7 +101,7 @@ test("kill -9 mid-run leaves an abandoned claim; cleanup terminates its MicroVM"
   await run.exited;
   const [claim] = b.claims() as { cloudID: string; leaseID: string }[];
   expect(claim?.cloudID).toBeTruthy();
-  expect((await liveMicrovms(emu)).map((vm) => vm.microvmId)).toContain(claim?.cloudID as string);
+  expect((await liveMicrovms(emu())).map((vm) => vm.microvmId)).toContain(claim?.cloudID as string);
   const cleanup = await b.crabbox(["cleanup"]);
   expect(cleanup.code).toBe(0);
   expect(cleanup.stderr).toContain(`lease=${claim?.leaseID}`);

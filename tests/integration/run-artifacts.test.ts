@@ -4,34 +4,13 @@
  * cwd; a file the command writes in its first instant counts; a stale file left by an earlier run on
  * a retained lease is reported and not downloaded, and `--require-artifact` makes that exit 7.
  */
-import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { startEmulator, type TestEmulator } from "../support/emulator.ts";
-import { killChildren, type Sandbox, sandbox } from "./provider-run-harness.ts";
-import { expectNoLiveMicrovms, readSummary } from "./run-support.ts";
+import { providerSuite } from "./provider-run-harness.ts";
+import { expectNoLiveMicrovms, readSummary, warmLeaseWith } from "./run-support.ts";
 
-setDefaultTimeout(60_000);
-
-let emu: TestEmulator;
-const boxes: Sandbox[] = [];
-
-beforeAll(async () => {
-  emu = await startEmulator({ binary: "dist" });
-});
-afterEach(() => killChildren());
-afterAll(async () => {
-  killChildren();
-  for (const box of boxes) box.cleanup();
-  await emu?.stop();
-});
-
-function box(): Sandbox {
-  const made = sandbox(emu);
-  boxes.push(made);
-  made.write("README.md", "checkout\n");
-  return made;
-}
+const { emu, box } = providerSuite({ binary: "dist" }, { "README.md": "checkout\n" });
 
 test("artifacts are downloaded after a failing command, into .crabbox/runs/<run-id>/", async () => {
   const b = box();
@@ -68,7 +47,7 @@ test("artifacts are downloaded after a failing command, into .crabbox/runs/<run-
   ]);
   expect(result.stderr).toContain(`downloaded artifact out: 2 files (4 B) to .crabbox/runs/${summary.runId}`);
   // The checkout's own file was synced before the command: it is older than this run.
-  await expectNoLiveMicrovms(emu);
+  await expectNoLiveMicrovms(emu());
 });
 
 test("a file written in the command's first instant counts as this run's", async () => {
@@ -98,17 +77,7 @@ test("a file written in the command's first instant counts as this run's", async
 
 test("a stale artifact from a previous run on the lease is not downloaded; --require-artifact is exit 7", async () => {
   const b = box();
-  expect((await b.crabbox(["warmup", "--slug", "arts"])).code).toBe(0);
-  const first = await b.crabbox([
-    "run",
-    "--id",
-    "arts",
-    "--",
-    "sh",
-    "-c",
-    "mkdir -p out; echo old > out/result.txt",
-  ]);
-  expect(first.code).toBe(0);
+  await warmLeaseWith(b, "arts", "mkdir -p out; echo old > out/result.txt");
 
   const summaryFile = join(b.root, "stale.json");
   const stale = await b.crabbox([

@@ -4,37 +4,13 @@
  * in run-signals.test.ts); `--timeout` → 124 with a line saying so; a stream cut mid-run reattaches
  * with no gap and no duplicate; `--clean` on a retained lease.
  */
-import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { startEmulator, type TestEmulator } from "../support/emulator.ts";
-import { killChildren, microvmIdOf, type Sandbox, sandbox, setFaults } from "./provider-run-harness.ts";
-import { expectNoLiveMicrovms, expectNoVmProcesses, readSummary } from "./run-support.ts";
+import { microvmIdOf, providerSuite, setFaults } from "./provider-run-harness.ts";
+import { expectNoLiveMicrovms, expectNoVmProcesses, readSummary, warmLeaseWith } from "./run-support.ts";
 
-setDefaultTimeout(60_000);
-
-let emu: TestEmulator;
-const boxes: Sandbox[] = [];
-
-beforeAll(async () => {
-  emu = await startEmulator({ binary: "dist", testApi: true });
-});
-afterEach(async () => {
-  killChildren();
-  await setFaults(emu, []);
-});
-afterAll(async () => {
-  killChildren();
-  for (const box of boxes) box.cleanup();
-  await emu?.stop();
-});
-
-function box(): Sandbox {
-  const made = sandbox(emu);
-  boxes.push(made);
-  made.write("src/main.txt", "hello\n");
-  return made;
-}
+const { emu, box } = providerSuite({ binary: "dist", testApi: true }, { "src/main.txt": "hello\n" });
 
 test("success: the summary says succeeded, from the remote, with the lease, timings and sync", async () => {
   const b = box();
@@ -109,8 +85,8 @@ test("--timeout: the command is stopped, exit 124 with a line saying so", async 
     remoteExitCode: null,
     signal: "SIGTERM",
   });
-  await expectNoLiveMicrovms(emu);
-  await expectNoVmProcesses(emu);
+  await expectNoLiveMicrovms(emu());
+  await expectNoVmProcesses(emu());
 });
 
 test("crabbox's own errors: provider-error with crabbox's code, before and after a lease", async () => {
@@ -139,19 +115,19 @@ test("crabbox's own errors: provider-error with crabbox's code, before and after
     command: null,
   });
 
-  await setFaults(emu, ["runner-crash@/v1/exec,count=1"]);
+  await setFaults(emu(), ["runner-crash@/v1/exec,count=1"]);
   const crashed = join(b.root, "crashed.json");
   const lost = await b.crabbox(["run", "--no-sync", "--json-summary", crashed, "--", "sleep", "5"]);
   expect(lost.code).toBe(1);
   const summary = readSummary(crashed);
   expect(summary).toMatchObject({ status: "provider-error", exitCode: 1, exitCodeSource: "crabbox" });
   expect(summary.leaseId).toMatch(/^cbx_/);
-  await expectNoLiveMicrovms(emu);
+  await expectNoLiveMicrovms(emu());
 });
 
 test("a stream cut mid-run reattaches: every byte once, in order, the command run once", async () => {
   const b = box();
-  await setFaults(emu, ["cut-stream-after=20000@/v1/exec,count=1"]);
+  await setFaults(emu(), ["cut-stream-after=20000@/v1/exec,count=1"]);
   const file = join(b.root, "summary.json");
   const result = await b.crabbox([
     "run",
@@ -173,7 +149,7 @@ test("a stream cut mid-run reattaches: every byte once, in order, the command ru
   );
   expect(lines[20000]?.trim()).toBe("1");
   const microvmId = microvmIdOf(result.stderr);
-  const exec = emu
+  const exec = emu()
     .records()
     .filter((r) => r.plane === "data" && r.microvmId === microvmId && r.path.startsWith("/v1/exec"));
   // One POST, cut by the fault; then one reattach from the last event seen (the log keeps no query).
@@ -187,17 +163,11 @@ test("a stream cut mid-run reattaches: every byte once, in order, the command ru
 test("--clean removes what crabbox did not sync, except sync.keep, even for an unchanged tree", async () => {
   const b = box();
   b.write("crabbox.yaml", "sync:\n  keep: [node_modules, .cache]\n");
-  expect((await b.crabbox(["warmup", "--slug", "tidy"])).code).toBe(0);
-  const made = await b.crabbox([
-    "run",
-    "--id",
+  await warmLeaseWith(
+    b,
     "tidy",
-    "--",
-    "sh",
-    "-c",
     "mkdir -p node_modules/m .cache build; echo 1 > node_modules/m/i.js; echo 2 > .cache/c; echo 3 > build/out; echo 4 > junk",
-  ]);
-  expect(made.code).toBe(0);
+  );
   const file = join(b.root, "summary.json");
   const clean = await b.crabbox([
     "run",

@@ -5,18 +5,17 @@
  * no running MicroVM (emulator log and API) and no process of any VM left, and the
  * `--json-summary` validates against its schema with status `canceled`.
  */
-import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { startEmulator, type TestEmulator } from "../support/emulator.ts";
 import { binary } from "./cli-harness.ts";
 import {
-  killChildren,
   leaseIdOf,
   microvmIdOf,
+  providerSuite,
+  type Running,
   type Sandbox,
-  sandbox,
   setFaults,
 } from "./provider-run-harness.ts";
 import {
@@ -26,40 +25,25 @@ import {
   readSummary,
 } from "./run-support.ts";
 
-setDefaultTimeout(60_000);
+const { emu, box } = providerSuite({ binary: "dist", testApi: true });
 
-let emu: TestEmulator;
-const boxes: Sandbox[] = [];
-
-beforeAll(async () => {
-  emu = await startEmulator({ binary: "dist", testApi: true });
-});
-afterEach(async () => {
-  killChildren();
-  await setFaults(emu, []);
-});
-afterAll(async () => {
-  killChildren();
-  for (const box of boxes) box.cleanup();
-  await emu?.stop();
-});
-
-function box(): Sandbox {
-  const made = sandbox(emu);
-  boxes.push(made);
-  return made;
+/** `run --no-sync --json-summary <summaryFile> <command…>`, once the command has said `started`. */
+async function startedRun(b: Sandbox, summaryFile: string, command: string[]): Promise<Running> {
+  const run = b.start(["run", "--no-sync", "--json-summary", summaryFile, ...command]);
+  await run.waitFor("started");
+  return run;
 }
 
 async function expectNothingLeft(microvmId: string): Promise<void> {
-  await expectNoLiveMicrovms(emu);
-  await expectNoVmProcesses(emu);
-  expectTerminatedInLog(emu, microvmId);
+  await expectNoLiveMicrovms(emu());
+  await expectNoVmProcesses(emu());
+  expectTerminatedInLog(emu(), microvmId);
 }
 
 test("Ctrl-C while provisioning: the MicroVM is terminated, no claim, exit 130, summary canceled", async () => {
   const b = box();
   const summaryFile = join(b.root, "summary.json");
-  await setFaults(emu, ["slow-boot-ms=20000@RunMicrovm,count=1"]);
+  await setFaults(emu(), ["slow-boot-ms=20000@RunMicrovm,count=1"]);
   const run = b.start(["run", "--no-sync", "--json-summary", summaryFile, "--", "true"]);
   await run.waitFor(/^provisioning /m);
   let microvmId = "";
@@ -106,15 +90,10 @@ test("Ctrl-C while syncing: the upload stops, the MicroVM is terminated, exit 13
 test("Ctrl-C reaches a command that traps SIGINT: its output arrives, then the MicroVM goes", async () => {
   const b = box();
   const summaryFile = join(b.root, "summary.json");
-  const run = b.start([
-    "run",
-    "--no-sync",
-    "--json-summary",
-    summaryFile,
+  const run = await startedRun(b, summaryFile, [
     "--shell",
     'trap "echo got-sigint; exit 9" INT; echo started; sleep 60 & wait',
   ]);
-  await run.waitFor("started");
   process.kill(run.child.pid as number, "SIGINT");
   const result = await run.exited;
   expect(result.code).toBe(130);
@@ -137,17 +116,12 @@ test.each([
 ] as const)("%s is forwarded as itself and ends the run like Ctrl-C", async (signal, said) => {
   const b = box();
   const summaryFile = join(b.root, "summary.json");
-  const run = b.start([
-    "run",
-    "--no-sync",
-    "--json-summary",
-    summaryFile,
+  const run = await startedRun(b, summaryFile, [
     "--",
     "sh",
     "-c",
     'trap "echo got-int; exit 2" INT; trap "echo got-term; exit 3" TERM; trap "echo got-hup; exit 4" HUP; echo started; sleep 60 & wait',
   ]);
-  await run.waitFor("started");
   process.kill(run.child.pid as number, signal);
   const result = await run.exited;
   expect(result.code).toBe(130);
@@ -159,18 +133,13 @@ test.each([
 test("a second Ctrl-C exits at once and prints the exact stop command, which leaves nothing running", async () => {
   const b = box();
   const summaryFile = join(b.root, "summary.json");
-  const run = b.start([
-    "run",
-    "--no-sync",
-    "--json-summary",
-    summaryFile,
+  const run = await startedRun(b, summaryFile, [
     "--",
     "sh",
     "-c",
     // Ignores the first SIGINT, so crabbox is still waiting out the grace when the second comes.
     'trap "echo got-sigint" INT; echo started; while :; do sleep 1; done',
   ]);
-  await run.waitFor("started");
   process.kill(run.child.pid as number, "SIGINT");
   await run.waitFor("interrupt again to exit at once");
   process.kill(run.child.pid as number, "SIGINT");

@@ -4,35 +4,15 @@
  * harness that never closes it cannot hang the run; `--stdin` / `--no-stdin` decide otherwise; a
  * pipe that never closes does not hold up a command that does not read it.
  */
-import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startEmulator, type TestEmulator } from "../support/emulator.ts";
 import { binary } from "./cli-harness.ts";
-import { killChildren, type Sandbox, sandbox } from "./provider-run-harness.ts";
+import { providerSuite, type Sandbox } from "./provider-run-harness.ts";
 import { expectNoLiveMicrovms } from "./run-support.ts";
 
-setDefaultTimeout(60_000);
-
-let emu: TestEmulator;
-const boxes: Sandbox[] = [];
-
-beforeAll(async () => {
-  emu = await startEmulator({ binary: "dist" });
-});
-afterEach(() => killChildren());
-afterAll(async () => {
-  killChildren();
-  for (const box of boxes) box.cleanup();
-  await emu?.stop();
-});
-
-function box(): Sandbox {
-  const made = sandbox(emu);
-  boxes.push(made);
-  return made;
-}
+const { emu, box } = providerSuite({ binary: "dist" });
 
 /** Runs crabbox inside `sh -c`, so the shell sets up its stdin (a pipe or a redirect). */
 function viaShell(b: Sandbox, script: string, args: string[]) {
@@ -56,7 +36,7 @@ test("10 MiB piped into the command arrive byte-exact, with EOF", async () => {
   expect(result.stderr).not.toContain("error:");
   expect(result.code).toBe(0);
   expect(result.stdout.trim().split(/\s+/)).toEqual([sha, String(data.length)]);
-  await expectNoLiveMicrovms(emu);
+  await expectNoLiveMicrovms(emu());
 });
 
 test("a file redirected to stdin is streamed: crabbox run -- sh < script.sh", async () => {
@@ -124,5 +104,5 @@ test("a pipe that never closes does not hold up a command that does not read it"
   });
   await run.waitFor("crabbox-exit=0");
   expect(run.stdout()).toBe("hi\n");
-  await expectNoLiveMicrovms(emu);
+  await expectNoLiveMicrovms(emu());
 });

@@ -4,11 +4,12 @@ import { join } from "node:path";
 import type { RunSummary } from "../../src/core/run-summary.ts";
 import type { TestEmulator } from "../support/emulator.ts";
 import { validate } from "../support/json-schema.ts";
-import { liveMicrovms } from "./provider-run-harness.ts";
+import { liveMicrovms, type Sandbox } from "./provider-run-harness.ts";
 
 /**
  * Shared checks of the `run-*` integration tests: a `--json-summary` file read and validated
- * against docs/run-summary.schema.json, and "nothing left running" as the emulator sees it.
+ * against docs/run-summary.schema.json, and "nothing left running" as the emulator sees it; and
+ * the one set-up several of them share, a retained lease already holding remote files.
  */
 
 const schema = JSON.parse(
@@ -21,6 +22,15 @@ export function readSummary(file: string): RunSummary {
   const summary = JSON.parse(readFileSync(file, "utf8")) as RunSummary;
   expect(validate(schema, summary)).toEqual([]);
   return summary;
+}
+
+/**
+ * Warms up the retained lease `slug` and runs `script` on it (after a sync), both succeeding: what
+ * a test on a lease that already holds remote files starts from.
+ */
+export async function warmLeaseWith(b: Sandbox, slug: string, script: string): Promise<void> {
+  expect((await b.crabbox(["warmup", "--slug", slug])).code).toBe(0);
+  expect((await b.crabbox(["run", "--id", slug, "--", "sh", "-c", script])).code).toBe(0);
 }
 
 /** Polls until no MicroVM is live (terminations are asynchronous on AWS too). */
