@@ -276,12 +276,14 @@ function memoFor(memo: unknown, key: string): Candidates | undefined {
   return { ...(m as ListingMemo), excluded: JSON.parse(JSON.stringify(m.excluded)) as ExclusionSummary };
 }
 
+/** Bumped when what a memo holds, or how candidates are decided, changes within one build. */
+const MEMO_VERSION = 1;
+
 /** What a listing's candidates depend on besides git's output: the rules and this crabbox. */
 function rulesKey(digest: string, rules: Parameters<typeof compileExcludes>[0]): string {
   return sha256Hex(JSON.stringify([MEMO_VERSION, version, commit, digest, BUILTIN_EXCLUDES, rules]));
 }
 
-const MEMO_VERSION = 1;
 
 function candidatesOf(listing: ParsedListing, matcher: ReturnType<typeof compileExcludes>): Candidates {
   const flags: number[] = [];
