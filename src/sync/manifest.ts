@@ -284,7 +284,6 @@ function rulesKey(digest: string, rules: Parameters<typeof compileExcludes>[0]):
   return sha256Hex(JSON.stringify([MEMO_VERSION, version, commit, digest, BUILTIN_EXCLUDES, rules]));
 }
 
-
 function candidatesOf(listing: ParsedListing, matcher: ReturnType<typeof compileExcludes>): Candidates {
   const flags: number[] = [];
   const out: Candidates = {
