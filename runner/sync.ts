@@ -229,6 +229,14 @@ function parseMeta(bytes: Uint8Array): SyncMeta {
 /** Files up to this size are received whole and written with synchronous calls (writeSmallFile). */
 const SMALL_FILE_BYTES = 1024 * 1024;
 
+/** Writes all of `content` to a new file's descriptor and gives it `mode`. */
+function fillSync(fd: number, content: Uint8Array, mode: number): void {
+  let offset = 0;
+  while (offset < content.length) offset += writeSync(fd, content, offset, content.length - offset);
+  // Explicit chmod, never through the umask: the fingerprint includes the mode.
+  fchmodSync(fd, mode);
+}
+
 /** One sync apply. Its manifest is updated after every completed step, so it is always the truth. */
 class Apply {
   meta: SyncMeta | undefined;
@@ -437,10 +445,7 @@ class Apply {
       // O_EXCL | O_NOFOLLOW: the temp name is fresh and never a link someone planted.
       const fd = openSync(temp, "wx", 0o600);
       try {
-        let offset = 0;
-        while (offset < content.length) offset += writeSync(fd, content, offset, content.length - offset);
-        // Explicit chmod, never through the umask: the fingerprint includes the mode.
-        fchmodSync(fd, mode);
+        fillSync(fd, content, mode);
       } finally {
         closeSync(fd);
       }
@@ -477,10 +482,7 @@ class Apply {
     }
     let done = false;
     try {
-      let offset = 0;
-      while (offset < content.length) offset += writeSync(fd, content, offset, content.length - offset);
-      // Explicit chmod, never through the umask: the fingerprint includes the mode.
-      fchmodSync(fd, mode);
+      fillSync(fd, content, mode);
       this.recordSmallFile(path, mode, content, fstatSync(fd, { bigint: true }));
       done = true;
     } finally {
