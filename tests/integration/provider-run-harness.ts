@@ -12,6 +12,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ListMicrovmsCommand } from "@aws-sdk/client-lambda-microvms";
+import type { RequestRecord } from "../../src/emulator/log.ts";
 import { type EmulatorOptions, RUNNER_IMAGE, startEmulator, type TestEmulator } from "../support/emulator.ts";
 import { binary, requireBinary } from "./cli-harness.ts";
 
@@ -206,6 +207,35 @@ export function providerSuite(options: EmulatorOptions, files: Record<string, st
       return made;
     },
   };
+}
+
+/** `crabbox args` in the sandbox, which must exit 0 (else the error names the command and its stderr). */
+export async function ok(b: Sandbox, args: string[], env: Record<string, string> = {}): Promise<Result> {
+  const result = await b.crabbox(args, { env });
+  if (result.code !== 0)
+    throw new Error(`crabbox ${args.join(" ")} exited ${result.code}:\n${result.stderr}`);
+  return result;
+}
+
+/**
+ * The control- and data-plane requests the emulator logged while `fn` ran; waits (up to 10 s)
+ * until a record `until` accepts is among them.
+ */
+export async function requestsDuring<T>(
+  emu: TestEmulator,
+  fn: () => Promise<T>,
+  until: (r: RequestRecord) => boolean = (r) => r.path === "/v1/exec",
+): Promise<{ value: T; records: RequestRecord[] }> {
+  const before = emu.records().length;
+  const value = await fn();
+  // The proxy logs a request when its response ends, a moment after the client read the last byte.
+  const deadline = Date.now() + 10_000;
+  let records = emu.records().slice(before);
+  while (!records.some(until) && Date.now() < deadline) {
+    await Bun.sleep(20);
+    records = emu.records().slice(before);
+  }
+  return { value, records: records.filter((r) => r.plane === "control" || r.plane === "data") };
 }
 
 /** Kills every child a test left running (its whole process group). */

@@ -11,7 +11,14 @@ import { chmodSync, renameSync, rmSync, statSync, symlinkSync, utimesSync } from
 import { join } from "node:path";
 import type { RequestRecord } from "../../src/emulator/log.ts";
 import { startEmulator, type TestEmulator } from "../support/emulator.ts";
-import { killChildren, type Result, type Sandbox, sandbox, setFaults } from "./provider-run-harness.ts";
+import {
+  killChildren,
+  ok,
+  requestsDuring,
+  type Sandbox,
+  sandbox,
+  setFaults,
+} from "./provider-run-harness.ts";
 
 setDefaultTimeout(60_000);
 
@@ -34,13 +41,6 @@ afterAll(async () => {
   await emu?.stop();
 });
 
-async function ok(b: Sandbox, args: string[]): Promise<Result> {
-  const result = await b.crabbox(args);
-  if (result.code !== 0)
-    throw new Error(`crabbox ${args.join(" ")} exited ${result.code}:\n${result.stderr}`);
-  return result;
-}
-
 /** A sandbox with a warm lease named `slug`. */
 async function leased(slug: string): Promise<Sandbox> {
   const b = sandbox(emu);
@@ -50,17 +50,8 @@ async function leased(slug: string): Promise<Sandbox> {
 }
 
 /** The records of requests made while `fn` ran (the CLI has exited, so its last record is written). */
-async function requestsDuring<T>(fn: () => Promise<T>): Promise<{ value: T; records: RequestRecord[] }> {
-  const before = emu.records().length;
-  const value = await fn();
-  // The proxy logs a request when its response ends, a moment after the client read the last byte.
-  const deadline = Date.now() + 10_000;
-  let records = emu.records().slice(before);
-  while (!records.some((r) => r.path === "/v1/exec" && r.status === 200) && Date.now() < deadline) {
-    await Bun.sleep(20);
-    records = emu.records().slice(before);
-  }
-  return { value, records: records.filter((r) => r.plane === "control" || r.plane === "data") };
+function during<T>(fn: () => Promise<T>): Promise<{ value: T; records: RequestRecord[] }> {
+  return requestsDuring(emu, fn, (r) => r.path === "/v1/exec" && r.status === 200);
 }
 
 function timing(stderr: string): Record<string, unknown> {
@@ -83,13 +74,13 @@ describe("incremental sync on a retained lease", () => {
     const b = await leased("inc-edit");
     for (let i = 0; i < 120; i++)
       b.write(`src/m${i % 7}/file${i}.ts`, `${randomBytes(1200).toString("hex")}\n`);
-    const first = await requestsDuring(() => ok(b, ["run", "--id", "inc-edit", "--sync-only"]));
+    const first = await during(() => ok(b, ["run", "--id", "inc-edit", "--sync-only"]));
     const fullBytes = first.records.find((r) => r.path === "/v1/sync")?.bytesIn ?? 0;
     expect(fullBytes).toBeGreaterThan(120 * 1200);
 
     const edited = `${randomBytes(1200).toString("hex")}\nexport const edited = true;\n`;
     b.write("src/m3/file3.ts", edited);
-    const second = await requestsDuring(() =>
+    const second = await during(() =>
       ok(b, ["run", "--id", "inc-edit", "--timing-json", "--", "sha256sum", "src/m3/file3.ts"]),
     );
     const sync = second.records.filter((r) => r.path === "/v1/sync");
@@ -149,9 +140,7 @@ describe("incremental sync on a retained lease", () => {
     b.write("a.txt", "local truth\n");
     b.write("b.txt", "untouched\n");
     await ok(b, ["run", "--id", "inc-409", "--", "sh", "-c", "echo remote-edit > a.txt"]);
-    const rerun = await requestsDuring(() =>
-      ok(b, ["run", "--id", "inc-409", "--", "cat", "a.txt", "b.txt"]),
-    );
+    const rerun = await during(() => ok(b, ["run", "--id", "inc-409", "--", "cat", "a.txt", "b.txt"]));
     expect(rerun.value.stdout).toBe("local truth\nuntouched\n");
     expect(rerun.value.stderr).toContain("changed remotely since the last sync; resyncing");
     expect(shape(rerun.records)).toEqual([
@@ -214,7 +203,7 @@ describe("incremental sync on a retained lease", () => {
     await ok(b, ["run", "--id", "inc-cut", "--sync-only"]);
     b.write("big.bin", randomBytes(300_000).toString("base64"));
     await setFaults(emu, ["cut-upload-after=50000@/v1/sync,count=1"]);
-    const cut = await requestsDuring(() => ok(b, ["run", "--id", "inc-cut", "--", "sha256sum", "big.bin"]));
+    const cut = await during(() => ok(b, ["run", "--id", "inc-cut", "--", "sha256sum", "big.bin"]));
     const local = execFileSync("sha256sum", ["big.bin"], { cwd: b.repo, encoding: "utf8" });
     expect(cut.value.stdout).toBe(local);
     expect(cut.value.stderr).toContain("the data plane failed");
@@ -229,7 +218,7 @@ describe("incremental sync on a retained lease", () => {
     const lost = await ok(b, ["run", "--id", "inc-cut", "--", "cat", "small.txt"]);
     expect(lost.stdout).toBe("small, edited\n");
     await setFaults(emu, []);
-    const after = await requestsDuring(() => ok(b, ["run", "--id", "inc-cut", "--", "sha256sum", "big.bin"]));
+    const after = await during(() => ok(b, ["run", "--id", "inc-cut", "--", "sha256sum", "big.bin"]));
     expect(after.value.stdout).toBe(local);
     expect(shape(after.records)).toEqual(["POST /v1/exec 200"]);
   });

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SyncPreview } from "../../src/sync/preview.ts";
 import { repoRoot, startEmulator, type TestEmulator } from "../support/emulator.ts";
-import { killChildren, type Result, type Sandbox, sandbox } from "./provider-run-harness.ts";
+import { killChildren, ok, type Sandbox, sandbox } from "./provider-run-harness.ts";
 
 setDefaultTimeout(60_000);
 
@@ -37,13 +37,6 @@ function box(): Sandbox {
   const b = sandbox(emu);
   boxes.push(b);
   return b;
-}
-
-async function ok(b: Sandbox, args: string[], env: Record<string, string> = {}): Promise<Result> {
-  const result = await b.crabbox(args, { env });
-  if (result.code !== 0)
-    throw new Error(`crabbox ${args.join(" ")} exited ${result.code}:\n${result.stderr}`);
-  return result;
 }
 
 /** A checkout with something of every kind of exclusion. */

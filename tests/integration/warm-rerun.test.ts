@@ -10,7 +10,15 @@ import { join } from "node:path";
 import { TerminateMicrovmCommand } from "@aws-sdk/client-lambda-microvms";
 import type { RequestRecord } from "../../src/emulator/log.ts";
 import { startEmulator, type TestEmulator, waitForState } from "../support/emulator.ts";
-import { killChildren, type Result, type Sandbox, sandbox, setFaults } from "./provider-run-harness.ts";
+import {
+  killChildren,
+  microvmIdOf,
+  ok,
+  requestsDuring,
+  type Sandbox,
+  sandbox,
+  setFaults,
+} from "./provider-run-harness.ts";
 
 setDefaultTimeout(60_000);
 
@@ -33,38 +41,14 @@ afterAll(async () => {
   await emu?.stop();
 });
 
-async function ok(b: Sandbox, args: string[]): Promise<Result> {
-  const result = await b.crabbox(args);
-  if (result.code !== 0)
-    throw new Error(`crabbox ${args.join(" ")} exited ${result.code}:\n${result.stderr}`);
-  return result;
-}
-
 async function leased(slug: string): Promise<{ box: Sandbox; microvmId: string }> {
   const b = sandbox(emu);
   boxes.push({ box: b, slug });
   b.write("README.md", "warm\n");
   b.write("src/main.ts", "console.log('hi');\n");
   const warm = await ok(b, ["warmup", "--slug", slug]);
-  const microvmId = /microvm=(\S+)/.exec(warm.stdout + warm.stderr)?.[1] as string;
+  const microvmId = microvmIdOf(warm.stdout + warm.stderr);
   return { box: b, microvmId };
-}
-
-/** Control- and data-plane requests made while `fn` ran; waits until `until` has been logged. */
-async function requestsDuring<T>(
-  fn: () => Promise<T>,
-  until: (r: RequestRecord) => boolean = (r) => r.path === "/v1/exec",
-): Promise<{ value: T; records: RequestRecord[] }> {
-  const before = emu.records().length;
-  const value = await fn();
-  // The proxy logs a request when its response ends, a moment after the client read the last byte.
-  const deadline = Date.now() + 10_000;
-  let records = emu.records().slice(before);
-  while (!records.some(until) && Date.now() < deadline) {
-    await Bun.sleep(20);
-    records = emu.records().slice(before);
-  }
-  return { value, records: records.filter((r) => r.plane === "control" || r.plane === "data") };
 }
 
 const shape = (records: RequestRecord[]) =>
@@ -74,7 +58,7 @@ describe("the warm rerun", () => {
   test("an unchanged `run --id L -- true` makes exactly one request: the exec", async () => {
     const { box: b, microvmId } = await leased("warm-one");
     await ok(b, ["run", "--id", "warm-one", "--", "true"]);
-    const rerun = await requestsDuring(() =>
+    const rerun = await requestsDuring(emu, () =>
       ok(b, ["run", "--id", "warm-one", "--timing-json", "--", "true"]),
     );
     expect(shape(rerun.records)).toEqual(["POST /v1/exec 200"]);
@@ -85,7 +69,7 @@ describe("the warm rerun", () => {
     ).syncPhases;
     expect(phases).toContainEqual({ name: "upload", skipped: true, reason: "unchanged" });
     // And again: nothing accumulates (no token mint, no probe) however often it reruns.
-    const third = await requestsDuring(() => ok(b, ["run", "--id", "warm-one", "--", "true"]));
+    const third = await requestsDuring(emu, () => ok(b, ["run", "--id", "warm-one", "--", "true"]));
     expect(shape(third.records)).toEqual(["POST /v1/exec 200"]);
     // Stop forgets what this machine kept about the MicroVM: its token and its synced manifest.
     expect(existsSync(join(b.stateDir, "synced", microvmId))).toBe(true);
@@ -100,7 +84,9 @@ describe("the warm rerun", () => {
     await ok(b, ["run", "--id", "warm-paused", "--", "true"]);
     await ok(b, ["pause", "warm-paused"]);
     await waitForState(emu, microvmId, "SUSPENDED");
-    const rerun = await requestsDuring(() => ok(b, ["run", "--id", "warm-paused", "--", "cat", "README.md"]));
+    const rerun = await requestsDuring(emu, () =>
+      ok(b, ["run", "--id", "warm-paused", "--", "cat", "README.md"]),
+    );
     expect(rerun.value.stdout).toBe("warm\n");
     expect(shape(rerun.records)).toEqual(["POST /v1/exec 200"]);
   });
@@ -113,11 +99,11 @@ describe("the warm rerun", () => {
     expect(statSync(file).mode & 0o777).toBe(0o600);
     const cached = JSON.parse(readFileSync(file, "utf8")) as { token: string; expiresAtMs: number };
     writeFileSync(file, JSON.stringify({ ...cached, expiresAtMs: Date.now() + 4 * 60_000 }));
-    const near = await requestsDuring(() => ok(b, ["run", "--id", "warm-token", "--", "true"]));
+    const near = await requestsDuring(emu, () => ok(b, ["run", "--id", "warm-token", "--", "true"]));
     expect(shape(near.records)).toEqual(["CreateMicrovmAuthToken 200", "POST /v1/exec 200"]);
     const renewed = JSON.parse(readFileSync(file, "utf8")) as { token: string; expiresAtMs: number };
     expect(renewed.token).not.toBe(cached.token);
-    const again = await requestsDuring(() => ok(b, ["run", "--id", "warm-token", "--", "true"]));
+    const again = await requestsDuring(emu, () => ok(b, ["run", "--id", "warm-token", "--", "true"]));
     expect(shape(again.records)).toEqual(["POST /v1/exec 200"]);
     // Neither the claim nor crabbox's output ever holds it.
     expect(JSON.stringify(b.claims())).not.toContain(renewed.token);
@@ -130,6 +116,7 @@ describe("the warm rerun", () => {
     await emu.client().send(new TerminateMicrovmCommand({ microvmIdentifier: microvmId }));
     await waitForState(emu, microvmId, "TERMINATED");
     const gone = await requestsDuring(
+      emu,
       () => b.crabbox(["run", "--id", "warm-gone", "--", "true"]),
       (r) => r.op === "GetMicrovm",
     );
