@@ -176,6 +176,13 @@ export function workTreeOnDisk(
   }
 }
 
+/** The way out when git refuses a checkout another user owns (its `safe.directory` check). */
+export function safeDirectoryHint(stderr: string): string | undefined {
+  return stderr.includes("safe.directory")
+    ? "mark the checkout as safe: git config --global --add safe.directory <path>"
+    : undefined;
+}
+
 /** The top of the work tree containing `cwd`; exit 6 with a hint when there is none. */
 export async function findRepoRoot(
   cwd: string,
@@ -196,9 +203,8 @@ export async function findRepoRoot(
     `git could not find the repository root: ${result.stderr || `exit ${result.code}`}`,
     {
       exitCode: ExitCode.sync,
-      hint: result.stderr.includes("safe.directory")
-        ? "mark the checkout as safe: git config --global --add safe.directory <path>"
-        : "run `git status` in this directory to see what git objects to",
+      hint:
+        safeDirectoryHint(result.stderr) ?? "run `git status` in this directory to see what git objects to",
     },
   );
 }

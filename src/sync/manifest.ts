@@ -11,7 +11,7 @@ import {
   type ExcludeReason,
   parseCrabboxIgnore,
 } from "./excludes.ts";
-import { findRepoRoot, runGit } from "./git.ts";
+import { findRepoRoot, runGit, safeDirectoryHint } from "./git.ts";
 import { comparePathBytes } from "./paths.ts";
 
 /**
@@ -135,9 +135,7 @@ async function listGitPaths(
       exitCode: ExitCode.sync,
       // The root may have been found on disk without git (findRepoRoot): git's ownership check
       // then speaks here first.
-      hint: result.stderr.includes("safe.directory")
-        ? "mark the checkout as safe: git config --global --add safe.directory <path>"
-        : undefined,
+      hint: safeDirectoryHint(result.stderr),
     });
   }
   return { stdout: result.stdout, digest: sha256Hex(result.stdout) };
