@@ -202,7 +202,7 @@ export function createRunSummary(options: { runId?: string; now?: () => number }
         status = requiredFailed ? "failed" : "provider-error";
         exitCode = errorCode;
       } else if (exec) {
-        exitCode = outcome.exitCode ?? remoteCode(exec);
+        exitCode = outcome.exitCode ?? exec.exitCode ?? signalExitCode(exec.signal);
         status = exitCode === 0 ? "succeeded" : "failed";
         source = "remote";
       } else {
@@ -248,15 +248,15 @@ export function createRunSummary(options: { runId?: string; now?: () => number }
   };
 }
 
-/** A shell's view of an exit: the code, or 128+n for a signal. */
-function remoteCode(exec: RecordedExec): number {
-  if (exec.exitCode !== null) return exec.exitCode;
-  return exec.signal ? 128 + signalNumber(exec.signal) : ExitCode.generic;
-}
-
-function signalNumber(signal: string): number {
+/**
+ * A shell's view of a command a signal ended: 128+n (`SIGKILL` or `KILL` → 137); 1 with no signal,
+ * or one this platform has no number for. The exec's exit code and the summary's agree through it.
+ */
+export function signalExitCode(signal: string | null): number {
+  if (signal === null) return ExitCode.generic;
   const name = (signal.startsWith("SIG") ? signal : `SIG${signal}`) as keyof typeof constants.signals;
-  return constants.signals[name] ?? 0;
+  const number = constants.signals[name];
+  return typeof number === "number" ? 128 + number : ExitCode.generic;
 }
 
 function serialize(summary: RunSummary): string {

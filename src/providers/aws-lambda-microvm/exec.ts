@@ -1,6 +1,6 @@
-import { constants } from "node:os";
 import { CrabboxError, describeError } from "../../core/errors.ts";
 import { interruptSignalOf } from "../../core/interrupt.ts";
+import { signalExitCode } from "../../core/run-summary.ts";
 import { FrameError } from "../../protocol/frames.ts";
 import { NdjsonError, outputPieces } from "../../protocol/ndjson.ts";
 import type { ExecEvent, ExecRequest } from "../../protocol/types.ts";
@@ -63,13 +63,6 @@ const INTERRUPT_GIVE_UP_MS = 10_000;
 const TIDY_WAIT_MS = 3000;
 const TIMEOUT_BACKSTOP_MS = 10_000;
 const INTERRUPTED_EXIT = 130;
-
-export function signalExitCode(signal: string | null): number {
-  if (signal === null) return 1;
-  const name = (signal.startsWith("SIG") ? signal : `SIG${signal}`) as keyof typeof constants.signals;
-  const number = constants.signals[name];
-  return typeof number === "number" ? 128 + number : 1;
-}
 
 /**
  * Errors after which the same exec can be picked up again: the stream or the proxy hiccuped. A
