@@ -19,7 +19,7 @@ import { displayShellArg } from "./shell.ts";
 
 export type InterruptSignal = "SIGINT" | "SIGTERM" | "SIGHUP";
 
-export const INTERRUPT_SIGNALS: readonly InterruptSignal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+const INTERRUPT_SIGNALS: readonly InterruptSignal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 /** The abort reason of an interrupted command; the funnel prints `error: interrupted`, exit 130. */
 export class InterruptError extends CrabboxError {

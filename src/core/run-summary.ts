@@ -13,13 +13,13 @@ import { interruptSignalOf } from "./interrupt.ts";
  * is documented by docs/run-summary.schema.json and docs/json-outputs.md; change all three together.
  */
 
-export const SUMMARY_SCHEMA_VERSION = 1;
+const SUMMARY_SCHEMA_VERSION = 1;
 
 export type SummaryStatus = "succeeded" | "failed" | "timed-out" | "canceled" | "provider-error";
 
 export type SummaryPhase = "prepare" | "provision" | "sync" | "command" | "artifacts" | "teardown";
 
-export const SUMMARY_PHASES: readonly SummaryPhase[] = [
+const SUMMARY_PHASES: readonly SummaryPhase[] = [
   "prepare",
   "provision",
   "sync",

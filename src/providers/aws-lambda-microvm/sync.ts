@@ -245,7 +245,7 @@ export function mergeSyncStats(first: SyncStats, next: SyncStats): SyncStats {
 }
 
 /** The runner refused an exec because the workdir is not what the exec expected. */
-export function isWorkdirChanged(error: unknown): boolean {
+function isWorkdirChanged(error: unknown): boolean {
   return error instanceof RunnerHttpError && error.status === 409 && error.code === "fingerprint_mismatch";
 }
 
