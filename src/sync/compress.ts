@@ -29,13 +29,16 @@ export interface CompressionChoice {
   portable?: boolean;
 }
 
+/** The level an encoding is compressed at when none is given. */
+const DEFAULT_LEVEL = { gzip: 6, zstd: 3 } as const;
+
 /**
  * The default sync compression, chosen by `npm run bench compression` (bench/benchmarks/
  * compression.ts, results in bench/results/): on a generated 50 MB / 3,000-file tree zstd at level
  * 3 is both the smallest body of the fast candidates (about 0.9× gzip -6) and the cheapest to make
  * (about half of zlib gzip -6's time), so it wins on AWS's ~4 MB/s link and on a fast one alike.
  */
-export const DEFAULT_COMPRESSION: CompressionChoice = { encoding: "zstd", level: 3 };
+export const DEFAULT_COMPRESSION: CompressionChoice = { encoding: "zstd", level: DEFAULT_LEVEL.zstd };
 
 const LEVELS: Record<SyncEncoding, [number, number] | undefined> = {
   gzip: [1, 9],
@@ -65,14 +68,14 @@ export function parseCompression(text: string | undefined): CompressionChoice {
     );
   }
   if (encoding === "identity") return { encoding };
-  return { encoding, level: level ?? (encoding === "zstd" ? 3 : 6) };
+  return { encoding, level: level ?? DEFAULT_LEVEL[encoding] };
 }
 
 /** The canonical spelling of a choice (`zstd:3`), for plans and timing output. */
 export function formatCompression(choice: CompressionChoice): string {
   return choice.encoding === "identity"
     ? "none"
-    : `${choice.encoding}:${choice.level ?? (choice.encoding === "zstd" ? 3 : 6)}`;
+    : `${choice.encoding}:${choice.level ?? DEFAULT_LEVEL[choice.encoding]}`;
 }
 
 interface BunCompression {
@@ -260,7 +263,7 @@ export function compressStream(
   const zlib = nodeZlib();
   const bun = choice.portable ? undefined : bunCompression();
   if (choice.encoding === "gzip") {
-    const level = choice.level ?? 6;
+    const level = choice.level ?? DEFAULT_LEVEL.gzip;
     if (bun) {
       return source.pipeThrough(
         blockTransform(
@@ -276,7 +279,7 @@ export function compressStream(
       recycle,
     );
   }
-  const level = choice.level ?? 3;
+  const level = choice.level ?? DEFAULT_LEVEL.zstd;
   const createZstd = (zlib as { createZstdCompress?: (options: object) => NodeTransform }).createZstdCompress;
   const levelParam = (zlib.constants as Record<string, number | undefined>).ZSTD_c_compressionLevel;
   if (typeof createZstd === "function" && levelParam !== undefined) {
