@@ -18,7 +18,7 @@ import type { BenchContext, Benchmark, Figure } from "../lib/types.ts";
  */
 
 /** AWS's per-MicroVM bandwidth for a default-size VM (docs/performance-bandwidth.md). */
-export const LINK_BYTES_PER_S = 4_000_000;
+const LINK_BYTES_PER_S = 4_000_000;
 
 const CANDIDATES: { label: string; choice: CompressionChoice }[] = [
   { label: "identity", choice: { encoding: "identity" } },

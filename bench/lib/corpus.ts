@@ -196,16 +196,6 @@ export function git(root: string, args: string[]): string {
   });
 }
 
-/** A git checkout holding a generated corpus, everything committed (tracked, as in a real repo). */
-export function generateRepo(root: string, spec: CorpusSpec): Corpus {
-  mkdirSync(root, { recursive: true });
-  git(root, ["init", "-q"]);
-  const corpus = generateCorpus(root, spec);
-  git(root, ["add", "-A"]);
-  git(root, ["commit", "-q", "-m", `corpus seed ${spec.seed}`]);
-  return corpus;
-}
-
 /** A generated corpus, committed: the checkout the sync benchmarks start from. */
 export function commitCorpus(repo: string, spec: CorpusSpec): Corpus {
   const corpus = generateCorpus(repo, spec);

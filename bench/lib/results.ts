@@ -5,7 +5,7 @@ import type { Figure, RunResult } from "./types.ts";
 
 /** `bench/results/<date>-<host>.json` and `.md`: the record of one `npm run bench`. */
 
-export function resultBaseName(result: RunResult): string {
+function resultBaseName(result: RunResult): string {
   const host =
     hostname()
       .replace(/[^A-Za-z0-9_.-]/g, "_")

@@ -52,10 +52,3 @@ export function expectTerminatedInLog(emu: TestEmulator, microvmId: string): voi
     .filter((r) => r.plane === "control" && r.op === "TerminateMicrovm" && r.path.includes(microvmId));
   expect(terminations.some((r) => r.status >= 200 && r.status < 300)).toBe(true);
 }
-
-/** The run id a `--json-summary` or artifact dir names, from a `.crabbox/runs/<id>` path. */
-export function runIdOf(path: string): string {
-  const match = /run_[0-9a-f]{12}/.exec(path);
-  if (!match) throw new Error(`no run id in ${path}`);
-  return match[0];
-}

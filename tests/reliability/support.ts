@@ -85,7 +85,7 @@ async function microvms(
 }
 
 /** Live processes whose environment holds exactly `entry` (e.g. `HOME=/tmp/x/home`). */
-export function processesWithEnv(entry: string): number[] {
+function processesWithEnv(entry: string): number[] {
   const found: number[] = [];
   let names: string[] = [];
   try {
