@@ -16,13 +16,9 @@ export interface HostRunner {
   readOnly: string[];
 }
 
-export function isCompiled(): boolean {
-  return isCompiledBinary();
-}
-
 export function hostRunner(): HostRunner {
   const executable = realpathSync(process.execPath);
-  if (isCompiled()) return { argv: [executable, "__runner"], readOnly: [executable] };
+  if (isCompiledBinary()) return { argv: [executable, "__runner"], readOnly: [executable] };
   const repo = resolve(import.meta.dir, "..", "..");
   return { argv: [executable, join(repo, "runner", "main.ts")], readOnly: [executable, repo] };
 }
