@@ -16,6 +16,21 @@ setDefaultTimeout(60_000);
 let emu: TestEmulator;
 let h: Home;
 const ROLE = "arn:aws:iam::000000000000:role/build";
+/** `image build` into bucket bkt, up to the artifact's path. */
+const BUILD_TO_BKT = ["image", "build", "--bucket", "bkt", "--build-role-arn", ROLE, "--artifact"];
+/** `image build` of the broken-runner image (its artifact comes after). */
+const BROKEN_BUILD = [
+  "image",
+  "build",
+  "--name",
+  "broken-runner",
+  "--bucket",
+  "artifacts",
+  "--key",
+  "x/broken.zip",
+  "--build-role-arn",
+  ROLE,
+];
 
 beforeAll(async () => {
   requireBinary();
@@ -90,30 +105,12 @@ test("flags are checked before anything is packaged or uploaded", async () => {
 test("an artifact without a Dockerfile is refused before the upload", async () => {
   const zip = artifact("no-dockerfile.zip", { "README.md": "hi\n" });
   const before = emu.records().length;
-  const result = await crabbox([
-    "image",
-    "build",
-    "--bucket",
-    "bkt",
-    "--build-role-arn",
-    ROLE,
-    "--artifact",
-    zip,
-  ]);
+  const result = await crabbox([...BUILD_TO_BKT, zip]);
   expect(result.code).toBe(2);
   expect(result.stderr).toContain("has no Dockerfile at its root");
   expect(emu.records().length).toBe(before);
   const notZip = h.write(join(h.root, "not.zip"), "plain text");
-  const again = await crabbox([
-    "image",
-    "build",
-    "--bucket",
-    "bkt",
-    "--build-role-arn",
-    ROLE,
-    "--artifact",
-    notZip,
-  ]);
+  const again = await crabbox([...BUILD_TO_BKT, notZip]);
   expect(again.code).toBe(2);
   expect(again.stderr).toContain("is not a zip archive");
 });
@@ -122,23 +119,7 @@ test("build uploads, creates the image, waits, and reports a failed build with i
   const zip = artifact("broken.zip", {
     Dockerfile: 'FROM public.ecr.aws/lambda/microvms:al2023-minimal\nCMD ["/opt/missing"]\n',
   });
-  const result = await crabbox([
-    "image",
-    "build",
-    "--name",
-    "broken-runner",
-    "--bucket",
-    "artifacts",
-    "--key",
-    "x/broken.zip",
-    "--build-role-arn",
-    ROLE,
-    "--artifact",
-    zip,
-    "--wait",
-    "--memory",
-    "4096",
-  ]);
+  const result = await crabbox([...BROKEN_BUILD, "--artifact", zip, "--wait", "--memory", "4096"]);
   expect(result.code).toBe(1);
   expect(result.stderr).toContain("uploaded s3://artifacts/x/broken.zip");
   expect(result.stderr).toContain(
@@ -154,21 +135,7 @@ test("build uploads, creates the image, waits, and reports a failed build with i
 
   // The same name again: a new version through UpdateMicrovmImage; the same bytes are not re-uploaded.
   const puts = emu.records().filter((record) => record.op === "PutObject").length;
-  const again = await crabbox([
-    "image",
-    "build",
-    "--name",
-    "broken-runner",
-    "--bucket",
-    "artifacts",
-    "--key",
-    "x/broken.zip",
-    "--build-role-arn",
-    ROLE,
-    "--artifact",
-    zip,
-    "--json",
-  ]);
+  const again = await crabbox([...BROKEN_BUILD, "--artifact", zip, "--json"]);
   expect(again.code).toBe(0);
   const out = JSON.parse(again.stdout);
   expect(out).toMatchObject({
