@@ -118,7 +118,7 @@ export function signalVm(id: string, sig: NodeJS.Signals): number {
 }
 
 /** The scheduler state letter of /proc/<pid>/stat (`R`, `S`, `T`, `Z`…), "" when it is gone. */
-export function schedulerState(pid: number): string {
+function schedulerState(pid: number): string {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
