@@ -40,7 +40,7 @@ function safeName(text: string): string {
   return sha256Hex(text).slice(0, 32);
 }
 
-export function rememberedDir(stateDir: string, microvmId: string): string {
+function rememberedDir(stateDir: string, microvmId: string): string {
   return join(stateDir, "synced", safeName(microvmId));
 }
 
