@@ -227,6 +227,14 @@ export function createDataPlaneClient(options: DataPlaneClientOptions): DataPlan
     return node;
   };
 
+  /** What every data-plane request carries, whichever transport sends it. */
+  const proxyHeaders = (attempt: Attempt, token: string): Record<string, string> => ({
+    ...attempt.headers,
+    host: target.hostHeader,
+    "x-aws-proxy-auth": token,
+    "x-aws-proxy-port": String(RUNNER_PORT),
+  });
+
   /** One request through Bun's fetch: same headers, the header timeout as an abort, no redirects. */
   async function sendFetch(
     op: string,
@@ -250,13 +258,7 @@ export function createDataPlaneClient(options: DataPlaneClientOptions): DataPlan
     try {
       response = await fetchFn(`${connectOrigin}${attempt.path}`, {
         method: attempt.method,
-        headers: {
-          ...attempt.headers,
-          host: target.hostHeader,
-          "x-aws-proxy-auth": token,
-          "x-aws-proxy-port": String(RUNNER_PORT),
-          "accept-encoding": "identity",
-        },
+        headers: { ...proxyHeaders(attempt, token), "accept-encoding": "identity" },
         body: attempt.body,
         redirect: "manual",
         // A dependent signal, not a listener on the caller's: nothing to remove when the body ends.
@@ -294,12 +296,7 @@ export function createDataPlaneClient(options: DataPlaneClientOptions): DataPlan
       let settled = false;
       let timer: ReturnType<typeof setTimeout> | undefined;
       let bodyReader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-      const headers: Record<string, string> = {
-        ...attempt.headers,
-        host: target.hostHeader,
-        "x-aws-proxy-auth": token,
-        "x-aws-proxy-port": String(RUNNER_PORT),
-      };
+      const headers = proxyHeaders(attempt, token);
       if (attempt.body instanceof Uint8Array) headers["content-length"] = String(attempt.body.length);
       else if (attempt.body === undefined && attempt.method !== "GET" && attempt.method !== "HEAD") {
         headers["content-length"] = "0";
