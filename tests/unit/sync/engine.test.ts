@@ -3,9 +3,8 @@ import { CrabboxError, ExitCode } from "../../../src/core/errors.ts";
 import { fingerprint } from "../../../src/protocol/fingerprint.ts";
 import type { ManifestEntry, SyncResult } from "../../../src/protocol/types.ts";
 import { type SyncRunner, syncToRunner } from "../../../src/sync/engine.ts";
-import { checkSyncSize, DEFAULT_SYNC_LIMITS } from "../../../src/sync/guard.ts";
 import type { RemoteManifest } from "../../../src/sync/plan.ts";
-import type { LocalSnapshot } from "../../../src/sync/snapshot.ts";
+import { symlinkSnapshot } from "./symlink-snapshot.ts";
 
 const link = (path: string, target: string): ManifestEntry => ({
   path,
@@ -14,26 +13,6 @@ const link = (path: string, target: string): ManifestEntry => ({
   size: target.length,
   sha256: "0".repeat(64),
 });
-
-/** Symlink-only snapshots need no files on disk: the archive writes their targets from the plan. */
-function snapshot(entries: ManifestEntry[]): LocalSnapshot {
-  return {
-    manifest: {
-      root: "/nonexistent",
-      files: [],
-      bytes: 0,
-      excluded: { counts: {}, examples: {} },
-      submodules: [],
-      protectedTracked: [],
-      warnings: [],
-    },
-    guard: checkSyncSize([], DEFAULT_SYNC_LIMITS),
-    entries,
-    mtimes: new Map(),
-    hash: { hashed: 0, cached: 0, bytesRead: 0 },
-    timings: { manifestMs: 0, hashMs: 0 },
-  };
-}
 
 function conflict(code: string): Error {
   return Object.assign(new Error(code), { code });
@@ -74,7 +53,7 @@ describe("syncToRunner", () => {
     const outcome = await syncToRunner({
       runner,
       workdir: "/w",
-      snapshot: snapshot(local),
+      snapshot: symlinkSnapshot(local),
       compression: { encoding: "identity" },
     });
     expect(outcome).toMatchObject({ uploads: 0, manifestReads: 1, result: undefined });
@@ -90,7 +69,7 @@ describe("syncToRunner", () => {
     const outcome = await syncToRunner({
       runner,
       workdir: "/w",
-      snapshot: snapshot(local),
+      snapshot: symlinkSnapshot(local),
       compression: { encoding: "gzip" },
       remembered: { fingerprint: "stale", entries: [] },
     });
@@ -110,7 +89,7 @@ describe("syncToRunner", () => {
     const error = await syncToRunner({
       runner,
       workdir: "/w",
-      snapshot: snapshot(local),
+      snapshot: symlinkSnapshot(local),
       compression: { encoding: "identity" },
     }).catch((e: unknown) => e);
     expect(calls.sync).toHaveLength(3);
@@ -130,9 +109,9 @@ describe("syncToRunner", () => {
     const outcome = await syncToRunner({
       runner,
       workdir: "/w",
-      snapshot: snapshot(local),
+      snapshot: symlinkSnapshot(local),
       compression: { encoding: "identity" },
-      resnapshot: async () => snapshot(fresh),
+      resnapshot: async () => symlinkSnapshot(fresh),
     });
     expect(outcome.remote.entries).toEqual(fresh);
     const broken = fakeRunner([{ fingerprint: "empty", entries: [] }], [new Error("network down")]);
@@ -140,7 +119,7 @@ describe("syncToRunner", () => {
       syncToRunner({
         runner: broken.runner,
         workdir: "/w",
-        snapshot: snapshot(local),
+        snapshot: symlinkSnapshot(local),
         compression: { encoding: "identity" },
       }),
     ).rejects.toThrow("network down");

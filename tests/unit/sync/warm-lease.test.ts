@@ -28,9 +28,8 @@ import {
   syncWorkdir,
 } from "../../../src/providers/aws-lambda-microvm/sync.ts";
 import type { Reporter } from "../../../src/providers/provider.ts";
-import { checkSyncSize, DEFAULT_SYNC_LIMITS } from "../../../src/sync/guard.ts";
 import { loadRemembered, saveRemembered } from "../../../src/sync/remembered.ts";
-import type { LocalSnapshot } from "../../../src/sync/snapshot.ts";
+import { symlinkSnapshot } from "./symlink-snapshot.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -115,24 +114,7 @@ describe("which failures send crabbox to AWS", () => {
 
 // Symlink-only snapshots: the archive writes their targets from the plan, no files needed.
 const local: ManifestEntry[] = [symlinkEntry("a", "one"), symlinkEntry("b", "two")];
-function snapshot(entries: ManifestEntry[] = local): LocalSnapshot {
-  return {
-    manifest: {
-      root: "/nonexistent",
-      files: [],
-      bytes: 0,
-      excluded: { counts: {}, examples: {} },
-      submodules: [],
-      protectedTracked: [],
-      warnings: [],
-    },
-    guard: checkSyncSize([], DEFAULT_SYNC_LIMITS),
-    entries,
-    mtimes: new Map(),
-    hash: { hashed: 0, cached: 0, bytesRead: 0 },
-    timings: { manifestMs: 1, hashMs: 1 },
-  };
-}
+const snapshot = (entries: ManifestEntry[] = local) => symlinkSnapshot(entries);
 
 const silent: Reporter = { info() {}, warn() {}, debug() {}, stdout() {}, stderr() {} };
 const progress: Progress = { report: silent, phase() {}, update() {}, stop() {} };
