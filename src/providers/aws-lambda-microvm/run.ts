@@ -13,6 +13,7 @@ import { CrabboxError, describeError, ExitCode, usageError } from "../../core/er
 import { newRunId, type RunRecorder } from "../../core/run-summary.ts";
 import { argvToShellScript, displayCommand, displayShellArg, shellQuote } from "../../core/shell.ts";
 import { cwdProblem } from "../../protocol/paths.ts";
+import { DEFAULT_DETACH_GRACE_SECONDS } from "../../protocol/types.ts";
 import { type CompressionChoice, parseCompression } from "../../sync/compress.ts";
 import { type LocalSnapshot, snapshotWithCache } from "../../sync/snapshot.ts";
 import type { ProviderContext, RunRequest, RunResult } from "../provider.ts";
@@ -298,7 +299,7 @@ async function session(
   // A lease this process does not own survives a forced exit with the command still on it: say so.
   const unregister = request.lease
     ? ctx.onForcedExit?.(() => [
-        `still running: command ${prepared.runId} on lease ${claim.leaseID}; the runner stops it once nobody reattaches for ${DETACH_GRACE_SECONDS}s; end the lease now with: ${stopCommand(claim.leaseID)}`,
+        `still running: command ${prepared.runId} on lease ${claim.leaseID}; the runner stops it once nobody reattaches for ${DEFAULT_DETACH_GRACE_SECONDS}s; end the lease now with: ${stopCommand(claim.leaseID)}`,
       ])
     : undefined;
   try {
@@ -377,9 +378,6 @@ async function session(
   requireArtifacts(ctx, request, unmet, result.exitCode);
   return { exitCode: result.exitCode, failed: result.exitCode !== 0, interrupted: false };
 }
-
-/** The runner's default detach grace (protocol `detachGraceSeconds`), named in forced-exit lines. */
-const DETACH_GRACE_SECONDS = 60;
 
 /** Keep-alive interval for this lease: its own idle timeout when the claim records one. */
 function keepAliveMsFor(ctx: RunContext, plane: ControlPlane, claim: Claim): number | undefined {
