@@ -151,16 +151,11 @@ export function tarHeaderBytes(entry: TarHeaderEntry): Uint8Array {
     mtime,
     linkname: "",
   });
-  const out = new Uint8Array(BLOCK + records.length + padding(records.length) + BLOCK);
+  const out = new Uint8Array(BLOCK + records.length + tarPadding(records.length) + BLOCK);
   out.set(paxHeader, 0);
   out.set(records, BLOCK);
   out.set(main, out.length - BLOCK);
   return out;
-}
-
-/** Zero bytes after `size` content bytes, up to the next 512-byte boundary. */
-export function tarPadding(size: number): number {
-  return padding(size);
 }
 
 async function* entryChunks(entry: TarWriteEntry): AsyncGenerator<Uint8Array> {
@@ -180,7 +175,7 @@ async function* entryChunks(entry: TarWriteEntry): AsyncGenerator<Uint8Array> {
       `${entry.path}: content is ${written} bytes, declared size ${size} (file changed while archiving?)`,
     );
   }
-  const pad = padding(size);
+  const pad = tarPadding(size);
   if (pad > 0) yield new Uint8Array(pad);
 }
 
@@ -219,7 +214,8 @@ function asciiFallback(value: string, limit: number): string {
   return ascii.length > limit ? ascii.slice(ascii.length - limit) : ascii;
 }
 
-function padding(size: number): number {
+/** Zero bytes after `size` content bytes, up to the next 512-byte boundary. */
+export function tarPadding(size: number): number {
   return (BLOCK - (size % BLOCK)) % BLOCK;
 }
 
@@ -321,7 +317,7 @@ export async function* readTar(
         const data = await input.readExact(raw.size);
         if (data === null && raw.size > 0)
           throw new TarFormatError("tar archive truncated in a metadata record");
-        await input.skip(padding(raw.size));
+        await input.skip(tarPadding(raw.size));
         const bytes = data ?? new Uint8Array(0);
         if (raw.typeflag === "x") localPax = parsePax(bytes);
         else if (raw.typeflag === "g") for (const [key, value] of parsePax(bytes)) globalPax.set(key, value);
@@ -366,7 +362,7 @@ export async function* readTar(
         },
       };
       await body.drain();
-      await input.skip(padding(size));
+      await input.skip(tarPadding(size));
     }
   } finally {
     await input.close();
