@@ -6,7 +6,7 @@
  *   sha256 hex over, per entry sorted by path BYTES:
  *   `<path>\0<f|l>\0<mode: 3 octal digits>\0<size>\0<sha256 of content or of link target>\n`
  */
-import { sha256 } from "../core/crypto.ts";
+import { sha256, sha256Hex } from "../core/crypto.ts";
 import type { ManifestEntry } from "./types.ts";
 
 /** Symlink modes are meaningless and differ by OS (macOS reports 755, Linux 777); always 777. */
@@ -106,11 +106,6 @@ function hashLines(entries: readonly ManifestEntry[]): string {
   }
   hash.update(batch);
   return hash.hex();
-}
-
-/** sha256 hex of bytes or a string (UTF-8): the content hash of files and of symlink targets. */
-export function sha256Hex(data: Uint8Array | string): string {
-  return sha256().update(data).hex();
 }
 
 /** The manifest entry for a symlink: size and hash describe the target string's UTF-8 bytes. */

@@ -16,7 +16,8 @@ import {
 import { connect } from "node:net";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { fingerprint, sha256Hex, symlinkEntry } from "../../src/protocol/fingerprint.ts";
+import { sha256Hex } from "../../src/core/crypto.ts";
+import { fingerprint, symlinkEntry } from "../../src/protocol/fingerprint.ts";
 import type { TarWriteEntry } from "../../src/protocol/tar.ts";
 import { EMPTY_FINGERPRINT } from "../../src/protocol/types.ts";
 import {

@@ -1,12 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
+import { sha256Hex } from "../../../src/core/crypto.ts";
 import {
   comparePathBytes,
   fingerprint,
   fingerprintLine,
   modeOctal,
   normalizeMode,
-  sha256Hex,
   sortEntries,
   symlinkEntry,
 } from "../../../src/protocol/fingerprint.ts";

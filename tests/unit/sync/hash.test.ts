@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { lstatSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sha256Hex } from "../../../src/protocol/fingerprint.ts";
+import { sha256Hex } from "../../../src/core/crypto.ts";
 import {
   type HashCache,
   hashLocalFiles,
