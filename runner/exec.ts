@@ -31,6 +31,7 @@ import {
   EXEC_NDJSON_MEDIA_TYPE,
   type ExecEvent,
   type ExecRequest,
+  MAX_EXEC_TIMEOUT_SECONDS,
   MAX_OUTPUT_CHUNK_BYTES,
 } from "../src/protocol/types.ts";
 import { badRequest, RunnerError } from "./errors.ts";
@@ -130,7 +131,7 @@ export function parseExecRequest(value: unknown): ValidExecRequest {
   if (stdin !== undefined && typeof stdin !== "boolean") throw badRequest("stdin must be a boolean");
   if (
     timeoutSeconds !== undefined &&
-    (typeof timeoutSeconds !== "number" || !(timeoutSeconds > 0) || timeoutSeconds > 30 * 24 * 3600)
+    (typeof timeoutSeconds !== "number" || !(timeoutSeconds > 0) || timeoutSeconds > MAX_EXEC_TIMEOUT_SECONDS)
   ) {
     throw badRequest("timeoutSeconds must be a positive number of seconds");
   }

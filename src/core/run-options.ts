@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { MAX_EXEC_TIMEOUT_SECONDS } from "../protocol/types.ts";
 import { type DownloadSpec, parseDownloadSpec } from "./artifacts.ts";
 import { parseDuration } from "./duration.ts";
 import { usageError } from "./errors.ts";
@@ -9,7 +10,7 @@ import { usageError } from "./errors.ts";
  * combination that cannot work is exit 2 and costs no MicroVM.
  */
 
-const MAX_TIMEOUT_MS = 30 * 24 * 3_600_000;
+const MAX_TIMEOUT_MS = MAX_EXEC_TIMEOUT_SECONDS * 1000;
 
 export interface RunOptionArgs {
   stdin?: boolean;

@@ -110,6 +110,8 @@ export const MAX_EVENT_LINE_BYTES = 1024 * 1024;
 export const MAX_OUTPUT_CHUNK_BYTES = 64 * 1024;
 export const HEARTBEAT_INTERVAL_MS = 10_000;
 export const DEFAULT_DETACH_GRACE_SECONDS = 60;
+/** The longest `timeoutSeconds` an exec may ask for (and `run --timeout` may give): 30 days. */
+export const MAX_EXEC_TIMEOUT_SECONDS = 30 * 24 * 3600;
 export const EVENT_BUFFER_BYTES = 8 * 1024 * 1024;
 
 /** The final event of every exec stream. */
